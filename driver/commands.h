@@ -1,0 +1,19 @@
+#pragma once
+// The `via` subcommands. Each takes the arguments after its name and returns
+// the process exit code; errors are thrown and reported once by main().
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace via::driver {
+
+using Args = std::vector<std::string>;
+
+int cmd_version(const Args& args);  // cmd_version.cpp
+
+/// Thrown for a wrong command line; main() prints it with a usage hint, exit 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace via::driver
