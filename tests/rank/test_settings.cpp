@@ -1,0 +1,69 @@
+#include <gtest/gtest.h>
+
+#include "rank/settings.h"
+
+using via::rank::RenderSettings;
+using via::rank::SettingsError;
+
+namespace {
+RenderSettings valid() {
+  RenderSettings s;
+  s.input = "in.mp4";
+  s.model = "model";
+  s.instruction = "make it a pencil sketch";
+  s.output = "out.mp4";
+  return s;
+}
+}  // namespace
+
+TEST(Settings, JsonRoundTripKeepsEverySetting) {
+  RenderSettings s = valid();
+  s.steps = 12;
+  s.seed = 99;
+  s.attention = "anchor";
+  s.mask = "masks/%05d.png";
+  s.learning_rate = 3e-4;
+  const RenderSettings back = RenderSettings::from_json(s.to_json());
+  EXPECT_EQ(back.to_json(), s.to_json());
+  EXPECT_EQ(back.hash(), s.hash());
+}
+
+TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPath) {
+  RenderSettings a = valid(), b = valid();
+  b.output = "elsewhere.mp4";
+  EXPECT_EQ(a.hash(), b.hash());
+  EXPECT_EQ(a.first_difference(b), "");
+  b.group_size = 6;
+  EXPECT_NE(a.hash(), b.hash());
+  EXPECT_EQ(a.first_difference(b), "group_size");
+}
+
+TEST(Settings, ValidationNamesTheBadSetting) {
+  RenderSettings s = valid();
+  s.validate();
+  s.instruction = "   ";
+  try {
+    s.validate();
+    FAIL() << "an empty instruction must be refused";
+  } catch (const SettingsError& e) {
+    EXPECT_NE(std::string(e.what()).find("--instruction"), std::string::npos);
+  }
+  s = valid();
+  s.long_side = 500;
+  EXPECT_THROW(s.validate(), SettingsError);
+  s = valid();
+  s.swap_steps = s.steps + 1;
+  EXPECT_THROW(s.validate(), SettingsError);
+  s = valid();
+  s.root_seed = s.candidates;
+  EXPECT_THROW(s.validate(), SettingsError);
+}
+
+TEST(Settings, UnknownOrMistypedSettingsAreRefused) {
+  nlohmann::json j = valid().to_json();
+  j["stpes"] = 3;
+  EXPECT_THROW(RenderSettings::from_json(j), SettingsError);
+  j = valid().to_json();
+  j["steps"] = "many";
+  EXPECT_THROW(RenderSettings::from_json(j), SettingsError);
+}
