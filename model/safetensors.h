@@ -40,9 +40,16 @@ class SafeTensorsFile {
   const std::vector<std::string>& names() const { return names_; }
   bool contains(const std::string& name) const { return info_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
-  /// The tensor as stored (dtype and shape from the header), aliasing the mapping.
+  /// The tensor as stored (dtype and shape from the header), aliasing the
+  /// mapping (a private copy-on-write mapping: in-place writes never reach the
+  /// file). Copied only when the writer left the data misaligned for its dtype.
   at::Tensor tensor(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  /// Drops the resident pages holding bytes [from, to) of `name`'s data (clamped
+  /// to the tensor) once a loader has copied them elsewhere, so loading a
+  /// checkpoint never holds a second full copy in memory. Views of the range stay
+  /// valid and re-read the file on access; in-place writes to them are discarded.
+  void release(const std::string& name, uint64_t from = 0, uint64_t to = UINT64_MAX) const;
 
  private:
   struct Mapping;

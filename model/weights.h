@@ -1,0 +1,77 @@
+#pragma once
+// Loading a component's checkpoint (diffusers / transformers folder layout,
+// safetensors) into a torch::nn::Module whose parameter and buffer names are
+// the checkpoint's names, so loading is a lookup, never a translation.
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace via::model {
+
+/// The safetensors files holding a component's weights (e.g. `unet/`), in
+/// load order. Looks for, in this order: `<base>.safetensors`, the sharded
+/// `<base>.safetensors.index.json`, then the fp16 variants
+/// `<base>.fp16.safetensors` and `<base>.safetensors.index.fp16.json`, with
+/// base `diffusion_pytorch_model` (diffusers) or `model` (transformers).
+/// A missing folder, a folder with no weights (or only `.bin` weights) or a
+/// broken index throws ModelError naming the folder.
+std::vector<std::string> find_weight_files(const std::string& component_dir);
+
+/// How load_weights places tensors.
+struct WeightLoadOptions {
+  /// Floating-point parameters and buffers are converted to this type;
+  /// integer and bool buffers keep the module's type.
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  /// Checkpoint names that may be present without a module counterpart
+  /// (e.g. buffers older library versions saved and newer ones recompute).
+  std::vector<std::string> ignore_unexpected;
+};
+
+/// Loads the tensors of `files` into `module`'s parameters and buffers (matched
+/// by full dotted name). The checkpoint and the module must hold exactly the
+/// same names with the same shapes: every missing, unexpected or wrongly shaped
+/// tensor is listed in one ModelError naming the tensor and both shapes.
+/// Each tensor is copied chunk by chunk straight from the file's memory mapping
+/// into the module's own storage when it already has the target dtype and
+/// device (build the module under DefaultDtypeGuard for that), else into new
+/// storage swapped in with set_data, freeing the old one tensor by tensor; the
+/// mapped pages are released behind each chunk. Peak memory: the module's
+/// size plus 16 MB. Runs under NoGradGuard; requires_grad is kept.
+void load_weights(torch::nn::Module& module, const std::vector<std::string>& files,
+                  const WeightLoadOptions& options = {});
+
+/// find_weight_files(component_dir) followed by load_weights.
+void load_component_weights(torch::nn::Module& module, const std::string& component_dir,
+                            const WeightLoadOptions& options = {});
+
+/// (name, shape) of every parameter and buffer of `module`, sorted by name:
+/// the key set a checkpoint for it must have.
+std::vector<std::pair<std::string, std::vector<int64_t>>> state_shapes(const torch::nn::Module& module);
+
+/// "[768, 3072]": a shape as error messages print it.
+std::string shape_string(at::IntArrayRef shape);
+
+/// Sets the default floating dtype (the one torch::nn layers allocate their
+/// parameters in) for its lifetime, so a model about to be loaded in fp16 or
+/// bf16 is built in that type and never occupies its fp32 size. Process-wide
+/// state: use it only around construction, not concurrently with other code
+/// creating tensors without an explicit dtype.
+class DefaultDtypeGuard {
+ public:
+  explicit DefaultDtypeGuard(at::ScalarType dtype);
+  ~DefaultDtypeGuard();
+  DefaultDtypeGuard(const DefaultDtypeGuard&) = delete;
+  DefaultDtypeGuard& operator=(const DefaultDtypeGuard&) = delete;
+
+ private:
+  caffe2::TypeMeta previous_;
+};
+
+}  // namespace via::model
