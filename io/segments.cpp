@@ -1,0 +1,387 @@
+#include "io/segments.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+
+#include "io/ffmpeg_common.h"
+
+namespace via::io {
+namespace {
+
+struct CodecParametersDeleter {
+  void operator()(AVCodecParameters* par) const { avcodec_parameters_free(&par); }
+};
+using CodecParametersPtr = std::unique_ptr<AVCodecParameters, CodecParametersDeleter>;
+
+std::string seconds_text(int64_t ts, AVRational tb) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3f s", ts * av_q2d(tb));
+  return text;
+}
+
+int only_video_stream(AVFormatContext* fmt, const std::string& path) {
+  const int index = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (index < 0) throw VideoError("no video stream in segment '" + path + "'", path, index);
+  return index;
+}
+
+// What joining needs to know of one segment, from demuxing it.
+struct SegmentScan {
+  std::string path;
+  AVRational time_base{0, 1};
+  CodecParametersPtr codecpar;
+  AVRational frame_rate{0, 1};
+  int64_t frames = 0;
+  int64_t start = 0;         // lowest pts
+  int64_t end = 0;           // highest pts + that packet's duration
+  std::vector<int64_t> pts;  // of every video packet, in decode (file) order
+};
+
+SegmentScan scan_segment(const std::string& path) {
+  ffmpeg::InputFormatPtr fmt = ffmpeg::open_input(path);
+  const int vi = only_video_stream(fmt.get(), path);
+  const AVStream* stream = fmt->streams[vi];
+  SegmentScan scan;
+  scan.path = path;
+  scan.time_base = stream->time_base;
+  scan.frame_rate = av_guess_frame_rate(fmt.get(), fmt->streams[vi], nullptr);
+  scan.codecpar.reset(avcodec_parameters_alloc());
+  if (!scan.codecpar) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot read", path);
+  VIA_AV_CHECK(avcodec_parameters_copy(scan.codecpar.get(), stream->codecpar), "cannot read", path);
+  ffmpeg::PacketPtr packet = ffmpeg::alloc_packet(path);
+  for (;;) {
+    const int rc = av_read_frame(fmt.get(), packet.get());
+    if (rc == AVERROR_EOF) break;
+    if (rc < 0) ffmpeg::throw_av_error(rc, "cannot read segment", path);
+    ffmpeg::PacketUnref unref(packet.get());
+    if (packet->stream_index != vi) continue;
+    if (packet->pts == AV_NOPTS_VALUE) throw VideoError("segment '" + path + "' has a frame without a timestamp", path);
+    const int64_t end = packet->pts + std::max<int64_t>(packet->duration, 0);
+    if (scan.frames == 0 || packet->pts < scan.start) scan.start = packet->pts;
+    if (scan.frames == 0 || end > scan.end) scan.end = end;
+    scan.pts.push_back(packet->pts);
+    ++scan.frames;
+  }
+  if (scan.frames == 0) throw VideoError("segment '" + path + "' has no frames", path);
+  return scan;
+}
+
+// Throws unless `b` can follow `a` in one stream-copied video.
+void check_same_encoding(const SegmentScan& a, const SegmentScan& b) {
+  const AVCodecParameters* pa = a.codecpar.get();
+  const AVCodecParameters* pb = b.codecpar.get();
+  std::string difference;
+  if (pa->codec_id != pb->codec_id) {
+    difference = std::string("codec ") + avcodec_get_name(pb->codec_id) + " vs " + avcodec_get_name(pa->codec_id);
+  } else if (pa->width != pb->width || pa->height != pb->height) {
+    difference = "size " + std::to_string(pb->width) + "x" + std::to_string(pb->height) + " vs " +
+                 std::to_string(pa->width) + "x" + std::to_string(pa->height);
+  } else if (av_cmp_q(a.time_base, b.time_base) != 0) {
+    difference = "time base " + std::to_string(b.time_base.num) + "/" + std::to_string(b.time_base.den) + " vs " +
+                 std::to_string(a.time_base.num) + "/" + std::to_string(a.time_base.den);
+  } else if (pa->extradata_size != pb->extradata_size ||
+             (pa->extradata_size > 0 && std::memcmp(pa->extradata, pb->extradata, pa->extradata_size) != 0)) {
+    difference = "codec headers (encoder settings)";
+  }
+  if (!difference.empty()) {
+    throw VideoError("segment '" + b.path + "' is encoded differently from '" + a.path + "' (" + difference +
+                         "); segments of one output must share one encoding",
+                     b.path);
+  }
+}
+
+// Decode timestamps for the joined video, one per packet in decode order.
+//
+// x264 delays decode timestamps by its B-frame depth, except in segments too
+// short to hold B-frames (one or two frames), which start with dts == pts; the
+// segments' own dts therefore do not join into a rising sequence. The output's
+// dts are derived from the presentation timestamps alone: packet i gets the
+// (i - D)-th smallest pts, with D the smallest delay that keeps every dts at or
+// below its packet's pts (extrapolated one frame per step below the first).
+std::vector<int64_t> joined_dts(const std::vector<SegmentScan>& scans) {
+  std::vector<int64_t> pts;  // joined, decode order
+  int64_t offset = 0;
+  for (const SegmentScan& s : scans) {
+    for (int64_t p : s.pts) pts.push_back(p - s.start + offset);
+    offset += s.end - s.start;
+  }
+  std::vector<int64_t> sorted = pts;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    if (sorted[i] == sorted[i - 1]) {
+      throw VideoError(
+          "two frames of the joined segments have the same timestamp (first segment '" + scans.front().path + "')",
+          scans.front().path);
+    }
+  }
+  int64_t delay = 0;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const int64_t rank = std::lower_bound(sorted.begin(), sorted.end(), pts[i]) - sorted.begin();
+    delay = std::max<int64_t>(delay, static_cast<int64_t>(i) - rank);
+  }
+  const int64_t step =
+      sorted.size() > 1 ? sorted[1] - sorted[0] : std::max<int64_t>(1, scans.front().end - scans.front().start);
+  std::vector<int64_t> dts(pts.size());
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const int64_t j = static_cast<int64_t>(i) - delay;
+    dts[i] = j >= 0 ? sorted[static_cast<size_t>(j)] : sorted.front() + j * step;
+  }
+  return dts;
+}
+
+// Packets of the segments in order, with timestamps moved so the segments follow
+// each other from time 0, and decode timestamps from joined_dts().
+class SegmentPackets {
+ public:
+  explicit SegmentPackets(const std::vector<SegmentScan>& scans) : scans_(scans), dts_(joined_dts(scans)) {}
+
+  // The next video packet (timestamps in the segments' common time base); false at the end.
+  bool next(AVPacket* out) {
+    for (;;) {
+      if (!fmt_) {
+        if (current_ == scans_.size()) return false;
+        fmt_ = ffmpeg::open_input(scans_[current_].path);
+        stream_ = only_video_stream(fmt_.get(), scans_[current_].path);
+      }
+      const std::string& path = scans_[current_].path;
+      const int rc = av_read_frame(fmt_.get(), out);
+      if (rc == AVERROR_EOF) {
+        offset_ += scans_[current_].end - scans_[current_].start;
+        fmt_.reset();
+        ++current_;
+        continue;
+      }
+      if (rc < 0) ffmpeg::throw_av_error(rc, "cannot read segment", path);
+      if (out->stream_index != stream_) {
+        av_packet_unref(out);
+        continue;
+      }
+      if (next_ == dts_.size()) {
+        throw VideoError("segment '" + path + "' changed while it was being joined", path);
+      }
+      out->pts += offset_ - scans_[current_].start;
+      out->dts = dts_[next_++];
+      return true;
+    }
+  }
+  const std::string& current_path() const { return scans_[std::min(current_, scans_.size() - 1)].path; }
+
+ private:
+  const std::vector<SegmentScan>& scans_;
+  std::vector<int64_t> dts_;
+  size_t next_ = 0;  // index into dts_
+  size_t current_ = 0;
+  ffmpeg::InputFormatPtr fmt_;
+  int stream_ = -1;
+  int64_t offset_ = 0;  // where the current segment starts in the output
+};
+
+// Audio packets of the source's copied streams, in file order, with timestamps
+// moved so that output time 0 is the first segment's first frame, and cut at
+// the video's end. Per stream, the last packet that ends at or before time 0
+// is kept too: codecs overlap frames (AAC decodes its first frame against the
+// one before; encoders put a priming frame there), and the output's edit list
+// hides it as it hid it in the source.
+class AudioPackets {
+ public:
+  /// `map`: source stream index -> output stream index (-1: not copied);
+  /// `origin` and `end` in `tb`.
+  AudioPackets(AVFormatContext* in, std::vector<int> map, int64_t origin, int64_t end, AVRational tb, std::string path)
+      : in_(in), map_(std::move(map)), origin_(origin), end_(end), tb_(tb), path_(std::move(path)) {
+    preroll_.resize(map_.size());
+    started_.assign(map_.size(), false);
+  }
+
+  /// The next packet into `out` (stream_index still the source's, timestamps
+  /// in its time base); false at the end.
+  bool next(AVPacket* out) {
+    for (;;) {
+      if (!ready_.empty()) {
+        av_packet_move_ref(out, ready_.front().get());
+        ready_.pop_front();
+        return true;
+      }
+      if (in_ == nullptr) return false;
+      const int rc = av_read_frame(in_, out);
+      if (rc == AVERROR_EOF) return false;
+      if (rc < 0) ffmpeg::throw_av_error(rc, "cannot read the audio of", path_);
+      const size_t src = static_cast<size_t>(out->stream_index);
+      if (src >= map_.size() || map_[src] < 0 || out->pts == AV_NOPTS_VALUE) {
+        av_packet_unref(out);
+        continue;
+      }
+      const AVRational stream_tb = in_->streams[src]->time_base;
+      const int64_t shift = av_rescale_q(origin_, tb_, stream_tb);
+      out->pts -= shift;
+      if (out->dts != AV_NOPTS_VALUE) out->dts -= shift;
+      if (out->pts >= av_rescale_q(end_, tb_, stream_tb)) {  // after the video's end
+        av_packet_unref(out);
+        continue;
+      }
+      if (out->pts + std::max<int64_t>(out->duration, 0) <= 0) {  // before the first frame
+        if (!preroll_[src]) preroll_[src] = ffmpeg::alloc_packet(path_);
+        av_packet_unref(preroll_[src].get());
+        av_packet_move_ref(preroll_[src].get(), out);
+        continue;
+      }
+      if (!started_[src]) {
+        started_[src] = true;
+        if (preroll_[src] && preroll_[src]->data != nullptr) {
+          ready_.push_back(std::move(preroll_[src]));
+          ffmpeg::PacketPtr current = ffmpeg::alloc_packet(path_);
+          av_packet_move_ref(current.get(), out);
+          ready_.push_back(std::move(current));
+          continue;
+        }
+      }
+      return true;
+    }
+  }
+
+ private:
+  AVFormatContext* in_;  // not owned; null for no audio
+  std::vector<int> map_;
+  int64_t origin_;
+  int64_t end_;
+  AVRational tb_;
+  std::string path_;
+  std::vector<ffmpeg::PacketPtr> preroll_;
+  std::vector<bool> started_;
+  std::deque<ffmpeg::PacketPtr> ready_;
+};
+
+}  // namespace
+
+ConcatResult concat_segments(const std::vector<std::string>& segments, const std::string& output,
+                             const ConcatOptions& options) {
+  if (segments.empty()) throw VideoError("no segments to join into '" + output + "'", output);
+
+  // 1. Scan the segments: frame counts, time spans, encodings; check they tile.
+  std::vector<SegmentScan> scans;
+  scans.reserve(segments.size());
+  int64_t total_span = 0;
+  int64_t total_frames = 0;
+  for (const std::string& path : segments) {
+    scans.push_back(scan_segment(path));
+    const SegmentScan& s = scans.back();
+    if (scans.size() > 1) {
+      const SegmentScan& prev = scans[scans.size() - 2];
+      check_same_encoding(scans.front(), s);
+      const int64_t half_frame = (prev.end - prev.start) / prev.frames / 2;
+      if (s.start < prev.end - half_frame || s.start > prev.end + half_frame) {
+        throw VideoError("segment '" + s.path + "' starts at " + seconds_text(s.start, s.time_base) + " but '" +
+                             prev.path + "' ends at " + seconds_text(prev.end, prev.time_base) +
+                             ": the segments are not contiguous",
+                         s.path);
+      }
+    }
+    total_span += s.end - s.start;
+    total_frames += s.frames;
+  }
+  const SegmentScan& first = scans.front();
+  const AVRational video_tb = first.time_base;
+
+  const std::string part = output + ".part";
+  std::error_code ignored;
+  ConcatResult result;
+  try {
+    // 2. The output's streams: the segments' video, then the source's audio.
+    ffmpeg::OutputFormatPtr out = ffmpeg::open_output(output, part);
+    AVStream* video = avformat_new_stream(out.get(), nullptr);
+    if (video == nullptr) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot add a video stream to", output);
+    VIA_AV_CHECK(avcodec_parameters_copy(video->codecpar, first.codecpar.get()), "cannot set up the video of", output);
+    video->codecpar->codec_tag = 0;  // let the output's muxer pick its own tag
+    video->time_base = video_tb;
+    video->avg_frame_rate = first.frame_rate;
+
+    ffmpeg::InputFormatPtr audio_in;
+    std::vector<int> audio_map;  // source stream index -> output stream index, -1 = not copied
+    int64_t audio_origin = 0;    // in video_tb
+    if (!options.audio_source.empty()) {
+      const std::string& src = options.audio_source;
+      audio_in = ffmpeg::open_input(src);
+      audio_map.assign(audio_in->nb_streams, -1);
+      // Output time 0 is the source's frame `first`: the source's first video
+      // timestamp plus the first segment's start.
+      const int src_video = av_find_best_stream(audio_in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+      if (src_video >= 0 && audio_in->streams[src_video]->start_time != AV_NOPTS_VALUE) {
+        const AVStream* sv = audio_in->streams[src_video];
+        audio_origin = av_rescale_q(sv->start_time, sv->time_base, video_tb);
+      }
+      audio_origin += first.start;
+      for (unsigned i = 0; i < audio_in->nb_streams; ++i) {
+        const AVStream* in = audio_in->streams[i];
+        if (in->codecpar->codec_type != AVMEDIA_TYPE_AUDIO) continue;
+        if (!ffmpeg::format_can_carry(out->oformat, in->codecpar->codec_id)) {
+          throw VideoError(std::string("the ") + avcodec_get_name(in->codecpar->codec_id) + " audio of '" + src +
+                               "' cannot be copied into the " + out->oformat->name + " file '" + output +
+                               "' without re-encoding; write a .mkv or .mov output, or leave out the audio",
+                           src);
+        }
+        AVStream* st = avformat_new_stream(out.get(), nullptr);
+        if (st == nullptr) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot add an audio stream to", output);
+        VIA_AV_CHECK(avcodec_parameters_copy(st->codecpar, in->codecpar), "cannot set up the audio of", output);
+        st->codecpar->codec_tag = 0;
+        st->time_base = in->time_base;
+        st->disposition = in->disposition;
+        av_dict_copy(&st->metadata, in->metadata, 0);  // language, title
+        audio_map[i] = st->index;
+        ++result.audio_streams;
+      }
+    }
+
+    AVDictionary* mux_opts = nullptr;  // freed right below; nothing in between can throw
+    if (options.faststart && ffmpeg::is_mov_family(out->oformat)) av_dict_set(&mux_opts, "movflags", "+faststart", 0);
+    const int header_rc = avformat_write_header(out.get(), &mux_opts);
+    av_dict_free(&mux_opts);
+    VIA_AV_CHECK(header_rc, "cannot write the header of", part);
+
+    // 3. Copy packets, video and audio interleaved by time.
+    SegmentPackets video_packets(scans);
+    ffmpeg::PacketPtr vpkt = ffmpeg::alloc_packet(output);
+    ffmpeg::PacketPtr apkt = ffmpeg::alloc_packet(output);
+    AudioPackets audio_packets(audio_in.get(), audio_map, audio_origin, total_span, video_tb, options.audio_source);
+    bool have_video = video_packets.next(vpkt.get());
+    bool have_audio = audio_packets.next(apkt.get());
+    while (have_video || have_audio) {
+      const AVRational audio_tb = have_audio ? audio_in->streams[apkt->stream_index]->time_base : AVRational{1, 1};
+      const bool take_video =
+          have_video &&
+          (!have_audio ||
+           av_compare_ts(vpkt->dts, video_tb, apkt->dts != AV_NOPTS_VALUE ? apkt->dts : apkt->pts, audio_tb) <= 0);
+      if (take_video) {
+        vpkt->stream_index = video->index;
+        vpkt->pos = -1;
+        av_packet_rescale_ts(vpkt.get(), video_tb, video->time_base);
+        const int rc = av_interleaved_write_frame(out.get(), vpkt.get());  // takes the packet's data
+        if (rc < 0)
+          ffmpeg::throw_av_error(rc, "cannot write segment '" + video_packets.current_path() + "' into", part);
+        have_video = video_packets.next(vpkt.get());
+      } else {
+        AVStream* st = out->streams[audio_map[static_cast<size_t>(apkt->stream_index)]];
+        apkt->stream_index = st->index;
+        apkt->pos = -1;
+        av_packet_rescale_ts(apkt.get(), audio_tb, st->time_base);
+        VIA_AV_CHECK(av_interleaved_write_frame(out.get(), apkt.get()), "cannot write the audio into", part);
+        have_audio = audio_packets.next(apkt.get());
+      }
+    }
+    VIA_AV_CHECK(av_write_trailer(out.get()), "cannot finish writing", part);
+    out.reset();  // closes the file
+    std::error_code ec;
+    std::filesystem::rename(part, output, ec);
+    if (ec) throw VideoError("cannot rename '" + part + "' to '" + output + "': " + ec.message(), output);
+  } catch (...) {
+    std::filesystem::remove(part, ignored);
+    throw;
+  }
+  result.frames = total_frames;
+  result.duration = total_span * av_q2d(video_tb);
+  return result;
+}
+
+}  // namespace via::io

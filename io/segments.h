@@ -1,0 +1,56 @@
+#pragma once
+// Segments: a render encodes each chunk of frames (a contiguous range
+// [first, first + n)) as its own video file, then joins the files in order
+// into the output and puts the source's audio back. Nothing is re-encoded
+// when joining: video and audio packets are copied (libavformat, no ffmpeg
+// command).
+//
+// Writing a segment: VideoWriter with EncodeOptions::first_frame = first, at
+// the source's frame rate, with the same size, CRF and preset for every
+// segment of one output. Its timestamps then continue the frame index, which
+// concat_segments() checks.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/video_error.h"
+#include "io/video_types.h"
+
+namespace via::io {
+
+struct ConcatOptions {
+  /// The video whose audio streams go into the output ("" = no audio). Every
+  /// audio stream is copied unchanged, aligned with the video (the source's
+  /// frame `first` of the first segment is at time 0 of the output) and cut
+  /// after the last frame's end: audio packets starting at or after it are
+  /// dropped, so the audio ends within one audio frame of the video.
+  std::string audio_source;
+  /// MP4/MOV outputs: put the index at the front, so players can start before
+  /// the whole file has arrived (costs one extra pass over the file).
+  bool faststart = true;
+};
+
+struct ConcatResult {
+  int64_t frames = 0;     // video frames in the output
+  double duration = 0.0;  // video duration, seconds
+  int audio_streams = 0;  // audio streams copied
+};
+
+/// Joins `segments` (in order) into `output`, copying their video packets and
+/// the audio streams of options.audio_source.
+///
+/// The segments must be contiguous: each starts where the one before ends
+/// (checked on their timestamps, within half a frame), and they must share one
+/// encoding (codec, size and codec headers; checked). The output is written to
+/// "<output>.part" and renamed when complete. Its container follows the file
+/// name (MP4 for ".mp4" and for names FFmpeg does not know).
+///
+/// Throws VideoError naming the offending file when a segment is missing,
+/// damaged, out of order, or differs in encoding, and when an audio stream's
+/// codec cannot be stored in the output's container without re-encoding (for
+/// example pcm_s16le in MP4): this function never re-encodes; write a .mkv or
+/// .mov output for such audio, or leave audio_source empty.
+ConcatResult concat_segments(const std::vector<std::string>& segments, const std::string& output,
+                             const ConcatOptions& options = {});
+
+}  // namespace via::io

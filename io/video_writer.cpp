@@ -1,0 +1,208 @@
+#include "io/video_writer.h"
+
+extern "C" {
+#include <libavutil/opt.h>
+}
+
+#include <algorithm>
+#include <filesystem>
+#include <iterator>
+#include <system_error>
+
+#include "io/ffmpeg_common.h"
+
+namespace via::io {
+
+class VideoWriter::Impl {
+ public:
+  Impl(const std::string& path, Size size, Rational rate, EncodeOptions options)
+      : path_(path), part_path_(path + ".part"), size_(size), options_(std::move(options)) {
+    ffmpeg::begin_operation();
+    if (size.width < 2 || size.height < 2) {
+      throw VideoError("cannot encode frames of " + std::to_string(size.width) + "x" + std::to_string(size.height) +
+                           " into '" + path + "': sides must be at least 2 pixels",
+                       path);
+    }
+    if (!rate.positive()) {
+      throw VideoError("cannot encode '" + path + "' at frame rate " + rate.to_string(), path);
+    }
+    if (options_.crf < 0 || options_.crf > 51) {
+      throw VideoError("CRF " + std::to_string(options_.crf) + " for '" + path + "' is outside 0..51", path);
+    }
+    // Checked here: x264 itself would print its complaint to stderr.
+    static const char* const kPresets[] = {"ultrafast", "superfast", "veryfast", "faster",   "fast",
+                                           "medium",    "slow",      "slower",   "veryslow", "placebo"};
+    if (std::find(std::begin(kPresets), std::end(kPresets), options_.preset) == std::end(kPresets)) {
+      throw VideoError("unknown x264 preset '" + options_.preset + "' for '" + path +
+                           "' (ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo)",
+                       path);
+    }
+    if (options_.threads < 0) {
+      throw VideoError("encoder threads " + std::to_string(options_.threads) + " for '" + path + "' is negative", path);
+    }
+    if (options_.first_frame < 0) {
+      throw VideoError("first frame " + std::to_string(options_.first_frame) + " for '" + path + "' is negative", path);
+    }
+    encoded_ = {size.width & ~1, size.height & ~1};
+    try {
+      open(rate);
+    } catch (...) {
+      close_and_remove();
+      throw;
+    }
+  }
+
+  ~Impl() {
+    if (!finished_) close_and_remove();
+  }
+
+  void write(const RgbImage& image) {
+    if (finished_) throw VideoError("'" + path_ + "' is already finished", path_);
+    if (image.width != size_.width || image.height != size_.height ||
+        image.data.size() != static_cast<size_t>(image.width) * image.height * 3) {
+      throw VideoError("frame of " + std::to_string(image.width) + "x" + std::to_string(image.height) + " given to '" +
+                           path_ + "', which takes " + std::to_string(size_.width) + "x" + std::to_string(size_.height),
+                       path_);
+    }
+    // The encoder may still hold a reference to the previous frame's buffers.
+    VIA_AV_CHECK(av_frame_make_writable(frame_.get()), "cannot encode a frame into", part_path_);
+    ffmpeg::Image dst;
+    dst.format = AV_PIX_FMT_YUV420P;
+    dst.width = encoded_.width;
+    dst.height = encoded_.height;
+    std::copy(frame_->data, frame_->data + 4, dst.data);
+    std::copy(frame_->linesize, frame_->linesize + 4, dst.linesize);
+    dst.colorspace = AVCOL_SPC_BT709;
+    dst.full_range = false;
+    // The top-left even-sized part of the frame (see the class comment).
+    auto* src = const_cast<uint8_t*>(image.data.data());  // swscale reads only
+    scaler_.convert(ffmpeg::rgb_image(src, encoded_.width, encoded_.height, image.width * 3), dst, path_);
+    frame_->pts = options_.first_frame + written_;
+    VIA_AV_CHECK(avcodec_send_frame(encoder_.get(), frame_.get()), "cannot encode a frame into", part_path_);
+    ++written_;
+    drain();
+  }
+
+  void finish() {
+    if (finished_) return;
+    if (written_ == 0) throw VideoError("no frames were written to '" + path_ + "'", path_);
+    VIA_AV_CHECK(avcodec_send_frame(encoder_.get(), nullptr), "cannot finish encoding", part_path_);
+    drain();
+    VIA_AV_CHECK(av_write_trailer(out_.get()), "cannot finish writing", part_path_);
+    out_.reset();  // closes the file
+    std::error_code ec;
+    std::filesystem::rename(part_path_, path_, ec);
+    if (ec) throw VideoError("cannot rename '" + part_path_ + "' to '" + path_ + "': " + ec.message(), path_);
+    finished_ = true;
+  }
+
+  const std::string& path() const { return path_; }
+  Size frame_size() const { return size_; }
+  Size encoded_size() const { return encoded_; }
+  int64_t frames_written() const { return written_; }
+
+ private:
+  void open(Rational rate) {
+    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+    if (codec == nullptr) {
+      throw VideoError("cannot encode '" + path_ + "': this FFmpeg was built without libx264", path_);
+    }
+    out_ = ffmpeg::open_output(path_, part_path_);
+    encoder_.reset(avcodec_alloc_context3(codec));
+    if (!encoder_) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot allocate an encoder for", path_);
+    AVCodecContext* enc = encoder_.get();
+    enc->width = encoded_.width;
+    enc->height = encoded_.height;
+    enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    enc->sample_aspect_ratio = AVRational{1, 1};
+    // One tick per frame: timestamps are frame numbers.
+    enc->time_base = av_inv_q(ffmpeg::to_av(rate));
+    enc->framerate = ffmpeg::to_av(rate);
+    enc->colorspace = AVCOL_SPC_BT709;
+    enc->color_primaries = AVCOL_PRI_BT709;
+    enc->color_trc = AVCOL_TRC_BT709;
+    enc->color_range = AVCOL_RANGE_MPEG;
+    enc->thread_count = options_.threads;
+    if (out_->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    VIA_AV_CHECK(av_opt_set(enc->priv_data, "preset", options_.preset.c_str(), 0),
+                 "cannot set preset '" + options_.preset + "' for", path_);
+    VIA_AV_CHECK(av_opt_set_double(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
+    const int rc = avcodec_open2(enc, codec, nullptr);
+    if (rc < 0) {
+      ffmpeg::throw_av_error(rc, "cannot open the H.264 encoder (preset '" + options_.preset + "') for", path_);
+    }
+
+    stream_ = avformat_new_stream(out_.get(), nullptr);
+    if (stream_ == nullptr) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot add a video stream to", path_);
+    VIA_AV_CHECK(avcodec_parameters_from_context(stream_->codecpar, enc), "cannot set up the video stream of", path_);
+    stream_->time_base = enc->time_base;  // a hint; the muxer may choose another
+    stream_->avg_frame_rate = enc->framerate;
+    // MP4 states a late start (first_frame > 0) in an edit list counted in the
+    // movie's timescale, 1/1000 s by default; 1/rate.num makes it exact (frame k
+    // starts at k * rate.den / rate.num s).
+    AVDictionary* mux_opts = nullptr;  // freed right below; nothing in between can throw
+    if (ffmpeg::is_mov_family(out_->oformat)) av_dict_set_int(&mux_opts, "movie_timescale", rate.num, 0);
+    const int header_rc = avformat_write_header(out_.get(), &mux_opts);
+    av_dict_free(&mux_opts);
+    VIA_AV_CHECK(header_rc, "cannot write the header of", part_path_);
+
+    packet_ = ffmpeg::alloc_packet(path_);
+    frame_ = ffmpeg::alloc_frame(path_);
+    frame_->format = enc->pix_fmt;
+    frame_->width = enc->width;
+    frame_->height = enc->height;
+    frame_->colorspace = enc->colorspace;
+    frame_->color_range = enc->color_range;
+    VIA_AV_CHECK(av_frame_get_buffer(frame_.get(), 0), "cannot allocate a frame for", path_);
+  }
+
+  // Moves every packet the encoder has ready into the file.
+  void drain() {
+    for (;;) {
+      const int rc = avcodec_receive_packet(encoder_.get(), packet_.get());
+      if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
+      if (rc < 0) ffmpeg::throw_av_error(rc, "cannot encode a frame into", part_path_);
+      ffmpeg::PacketUnref unref(packet_.get());
+      if (packet_->duration <= 0) packet_->duration = 1;  // one frame, in encoder ticks
+      av_packet_rescale_ts(packet_.get(), encoder_->time_base, stream_->time_base);
+      packet_->stream_index = stream_->index;
+      VIA_AV_CHECK(av_interleaved_write_frame(out_.get(), packet_.get()), "cannot write", part_path_);
+    }
+  }
+
+  void close_and_remove() noexcept {
+    encoder_.reset();
+    out_.reset();
+    std::error_code ec;
+    std::filesystem::remove(part_path_, ec);
+  }
+
+  std::string path_;
+  std::string part_path_;
+  Size size_;
+  Size encoded_;
+  EncodeOptions options_;
+  ffmpeg::OutputFormatPtr out_;
+  ffmpeg::CodecContextPtr encoder_;
+  AVStream* stream_ = nullptr;  // owned by out_
+  ffmpeg::PacketPtr packet_;
+  ffmpeg::FramePtr frame_;
+  ffmpeg::Scaler scaler_;
+  int64_t written_ = 0;
+  bool finished_ = false;
+};
+
+VideoWriter::VideoWriter(const std::string& path, Size size, Rational frame_rate, EncodeOptions options)
+    : impl_(std::make_unique<Impl>(path, size, frame_rate, std::move(options))) {}
+VideoWriter::~VideoWriter() = default;
+VideoWriter::VideoWriter(VideoWriter&&) noexcept = default;
+VideoWriter& VideoWriter::operator=(VideoWriter&&) noexcept = default;
+
+void VideoWriter::write(const RgbImage& image) { impl_->write(image); }
+void VideoWriter::finish() { impl_->finish(); }
+const std::string& VideoWriter::path() const { return impl_->path(); }
+Size VideoWriter::frame_size() const { return impl_->frame_size(); }
+Size VideoWriter::encoded_size() const { return impl_->encoded_size(); }
+int64_t VideoWriter::frames_written() const { return impl_->frames_written(); }
+
+}  // namespace via::io

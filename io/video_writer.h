@@ -1,0 +1,70 @@
+#pragma once
+// Writing videos: RGB24 frames -> H.264 (libx264), yuv420p, in MP4.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "io/resize.h"
+#include "io/video_error.h"
+#include "io/video_types.h"
+
+namespace via::io {
+
+/// Encoder settings.
+struct EncodeOptions {
+  /// x264 constant rate factor: 0 (lossless) .. 51; 18 is visually lossless.
+  int crf = 18;
+  /// x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow,
+  /// slower, veryslow, placebo.
+  std::string preset = "medium";
+  /// Encoder threads. 1 (the default) gives the same bitstream on every
+  /// machine; 0 lets x264 choose (faster; the bitstream then depends on the CPU count).
+  int threads = 1;
+  /// Index of the first frame written. Frame k gets the timestamp
+  /// (first_frame + k) / frame_rate, so a segment holding frames [a, b) of a
+  /// video starts at a's time, and segments of one video concatenate without
+  /// gaps (io/segments.h).
+  int64_t first_frame = 0;
+};
+
+/// Encodes RGB24 frames as H.264 (libx264, yuv420p, BT.709 limited range) at a
+/// constant frame rate, in the container the file name asks for (MP4 for
+/// ".mp4" and for names FFmpeg does not know).
+///
+/// Odd sizes: 4:2:0 H.264 needs even sides, so a frame of odd width or height
+/// is encoded without its last column or row (65x49 -> 64x48); frames are
+/// never scaled. See encoded_size().
+///
+/// The file appears under its name only when finish() succeeds: frames go to
+/// "<path>.part", which finish() renames; a writer destroyed without finish()
+/// (an error, an interrupted render) deletes the partial file. Movable, not
+/// copyable, not thread-safe. Errors throw VideoError naming the file.
+class VideoWriter {
+ public:
+  /// A writer for frames of `size` at `frame_rate` (e.g. VideoInfo::frame_rate).
+  VideoWriter(const std::string& path, Size size, Rational frame_rate, EncodeOptions options = {});
+  ~VideoWriter();
+  VideoWriter(VideoWriter&&) noexcept;
+  VideoWriter& operator=(VideoWriter&&) noexcept;
+  VideoWriter(const VideoWriter&) = delete;
+  VideoWriter& operator=(const VideoWriter&) = delete;
+
+  /// Appends one frame; its size must be the size given to the constructor.
+  void write(const RgbImage& image);
+  void write(const Frame& frame) { write(frame.image); }
+  /// Flushes the encoder, completes the file and moves it to its name.
+  /// Writing no frame at all is an error (an empty video is not a video).
+  void finish();
+
+  const std::string& path() const;
+  /// The size frames are given in, and the (even) size they are encoded at.
+  Size frame_size() const;
+  Size encoded_size() const;
+  int64_t frames_written() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace via::io
