@@ -10,6 +10,10 @@ namespace via::driver {
 using Args = std::vector<std::string>;
 
 int cmd_version(const Args& args);  // cmd_version.cpp
+int cmd_probe(const Args& args);    // cmd_probe.cpp
+int cmd_edit_image(const Args& args);  // cmd_edit_image.cpp
+int cmd_make_tiny_model(const Args& args);  // cmd_make_tiny_model.cpp
+int cmd_render(const Args& args);  // cmd_render.cpp
 
 /// Thrown for a wrong command line; main() prints it with a usage hint, exit 2.
 struct UsageError : std::runtime_error {

@@ -17,7 +17,11 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"render", via::driver::cmd_render, "edit a whole video from one instruction"},
     {"version", via::driver::cmd_version, "print via's version and the versions of its libraries"},
+    {"probe", via::driver::cmd_probe, "print a video's facts (frames, rate, size, audio); --json for machines"},
+    {"edit-image", via::driver::cmd_edit_image, "edit one image from a plain-language instruction"},
+    {"make-tiny-model", via::driver::cmd_make_tiny_model, "write a small random model (diffusers layout) for tests and demos"},
 };
 
 void print_help() {

@@ -27,7 +27,7 @@ void RenderSettings::validate() const {
   require(!input.empty(), "--input is required");
   require(!model.empty(), "--model is required");
   require(instruction.find_first_not_of(" \t\r\n") != std::string::npos, "--instruction must not be empty");
-  require(long_side >= 64 && long_side % 8 == 0, "--long-side must be a multiple of 8, at least 64");
+  require(long_side >= 16 && long_side % 8 == 0, "--long-side must be a multiple of 8, at least 16");
   require(resize == "fit" || resize == "crop" || resize == "stretch", "--resize must be fit, crop or stretch");
   require(steps >= 1 && steps <= 1000, "--steps must be between 1 and 1000");
   require(scheduler == "euler_a" || scheduler == "euler" || scheduler == "ddim",

@@ -49,7 +49,7 @@ TEST(Settings, ValidationNamesTheBadSetting) {
     EXPECT_NE(std::string(e.what()).find("--instruction"), std::string::npos);
   }
   s = valid();
-  s.long_side = 500;
+  s.long_side = 500;  // not a multiple of 8
   EXPECT_THROW(s.validate(), SettingsError);
   s = valid();
   s.swap_steps = s.steps + 1;

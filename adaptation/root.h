@@ -1,0 +1,87 @@
+#pragma once
+// Root-frame candidates for test-time editing adaptation (DESIGN.md §3): the
+// root frame edited with K seeds, a contact sheet of them for a person to
+// pick from, and the choice of the root pair (source, edit) the fine-tuning
+// learns from.
+//
+// Seeds. Candidate k (0-based) is the root frame edited with seed
+//     seed_k = seed + k   (mod 2^64)
+// through make_noise(shape, seed_k, frame, step): step -1 for the initial
+// latent noise, step i for the ancestral noise of step i. So candidate 0 is
+// exactly the plain edit of the root frame with the render's own seed, and
+// candidate k can be reproduced alone with `--seed seed+k`.
+//
+// Automatic choice (a heuristic, stated as such). The paper picks the root
+// edit by hand and names that as its limitation. Without --root-seed we pick
+// the MEDOID candidate: the one whose summed distance to the other candidates
+// is smallest, the distance being the mean absolute difference of the decoded
+// images in [0, 1]. It is the most typical of the K edits, robust to one
+// outlier (a failed or off-instruction sample), but it says nothing about how
+// well the edit follows the instruction; ties go to the lowest index.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/pipeline.h"
+
+namespace via::adapt {
+
+/// How the root frame's candidates are made and chosen.
+struct RootSettings {
+  model::DenoiseSettings denoise;
+  uint64_t seed = 0;
+  int64_t frame = 0;        ///< the root frame's index in the video (part of the noise stream)
+  int64_t candidates = 4;   ///< K >= 1
+  int64_t root_seed = -1;   ///< the chosen candidate's index k (manual choice); -1: the medoid rule
+};
+
+/// The seed candidate k is edited with: seed + k (wrapping).
+uint64_t candidate_seed(uint64_t seed, int64_t k);
+
+/// The root frame `source` ([1, 3, H, W] in [0, 1]) edited with each of the
+/// K candidate seeds, one edit at a time (so candidate k does not depend on
+/// K). Returns [K, 3, H, W] fp32 in [0, 1] on the CPU.
+at::Tensor edit_candidates(const model::InstructPix2Pix& model, const at::Tensor& source,
+                           const model::TextEmbeddings& text, const RootSettings& settings);
+
+/// Per candidate, the summed mean absolute difference to every other
+/// candidate ([K, ...] images). Smaller is more typical.
+std::vector<double> medoid_scores(const at::Tensor& candidates);
+
+/// The index of the smallest score (the lowest index among equals).
+int64_t medoid_index(const std::vector<double>& scores);
+
+/// The chosen root pair.
+struct RootPair {
+  int64_t index = 0;           ///< the chosen candidate k
+  uint64_t seed = 0;           ///< candidate_seed(seed, index)
+  bool automatic = false;      ///< true when the medoid rule chose it
+  at::Tensor source;           ///< [1, 3, H, W] the root frame
+  at::Tensor edit;             ///< [1, 3, H, W] candidate `index`
+  std::vector<double> scores;  ///< medoid_scores of all candidates (also for a manual choice)
+};
+
+/// Chooses among `candidates` ([K, 3, H, W]): settings.root_seed when it is
+/// >= 0 (std::invalid_argument when it is not < K), else the medoid.
+RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, const RootSettings& settings);
+
+/// edit_candidates, write_contact_sheet to `sheet_path` (unless empty), and
+/// choose_root: the whole of step a-b of DESIGN.md §1.
+RootPair make_root_pair(const model::InstructPix2Pix& model, const at::Tensor& source,
+                        const model::TextEmbeddings& text, const RootSettings& settings,
+                        const std::string& sheet_path);
+
+/// The contact sheet: a label band on top, then the source and the K
+/// candidates left to right, kContactSheetGap black columns between tiles.
+/// The source is labelled "S" and candidate k with the number k. Returns
+/// uint8 [kContactSheetLabel + H, (K + 1) W + K kContactSheetGap, 3].
+at::Tensor contact_sheet(const at::Tensor& source, const at::Tensor& candidates);
+inline constexpr int64_t kContactSheetGap = 4;
+inline constexpr int64_t kContactSheetLabel = 14;
+
+/// contact_sheet written as a PNG to `path` (io::VideoError naming it on failure).
+void write_contact_sheet(const std::string& path, const at::Tensor& source, const at::Tensor& candidates);
+
+}  // namespace via::adapt

@@ -1,0 +1,270 @@
+#include "rank/render.h"
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "adaptation/finetune.h"
+#include "adaptation/latent_blend.h"
+#include "adaptation/lora.h"
+#include "adaptation/mask_source.h"
+#include "adaptation/root.h"
+#include "io/checkpoint.h"
+#include "io/segments.h"
+#include "io/video_writer.h"
+
+namespace fs = std::filesystem;
+
+namespace via::rank {
+namespace {
+
+// Noise for the source latent that mask blending noises to each step's level:
+// its own stream, apart from the edit's (make_noise step -1 and 0..N-1).
+constexpr int64_t kMaskNoiseStep = 1'000'000;
+
+std::string numbered(const std::string& dir, const char* stem, int64_t n, const char* ext) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "/%s_%06lld%s", stem, static_cast<long long>(n), ext);
+  return dir + buf;
+}
+
+at::ScalarType dtype_of(const std::string& name, bool cuda) {
+  if (name == "fp32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  if (name == "fp16") return at::kHalf;
+  return cuda ? at::kHalf : at::kFloat;  // auto
+}
+
+at::Tensor to_image(const io::RgbImage& rgb) {
+  const at::Tensor bytes =
+      at::from_blob(const_cast<uint8_t*>(rgb.data.data()), {rgb.height, rgb.width, 3}, at::kByte).clone();
+  return model::rgb8_to_image(bytes);
+}
+
+io::RgbImage to_rgb(const at::Tensor& bytes) {  // uint8 [H, W, 3]
+  const at::Tensor c = bytes.contiguous();
+  io::RgbImage img(static_cast<int>(c.size(1)), static_cast<int>(c.size(0)));
+  std::memcpy(img.data.data(), c.data_ptr<uint8_t>(), img.data.size());
+  return img;
+}
+
+// The root frame when none is given: drawn from the seed (splitmix64).
+int64_t seeded_root_frame(uint64_t seed, int64_t frames) {
+  uint64_t x = seed + 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return static_cast<int64_t>((x ^ (x >> 31)) % static_cast<uint64_t>(frames));
+}
+
+}  // namespace
+
+std::string WorkDir::chunk_latents(int64_t chunk) const { return numbered(root + "/chunks", "chunk", chunk, ".h5"); }
+std::string WorkDir::chunk_segment(int64_t chunk) const {
+  return numbered(root + "/segments", "chunk", chunk, ".mp4");
+}
+
+Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log)
+    : settings_(std::move(settings)), dir_{std::move(workdir)}, log_(std::move(log)) {
+  settings_.validate();
+  fs::create_directories(dir_.root + "/chunks");
+  fs::create_directories(dir_.root + "/segments");
+  {
+    std::ofstream out(dir_.settings());
+    out << settings_.to_json().dump(2) << "\n";
+    if (!out) throw std::runtime_error("cannot write " + dir_.settings());
+  }
+  video_ = io::probe_video(settings_.input);
+  if (video_.frame_count < 1) throw std::runtime_error(settings_.input + ": the video has no frames");
+  size_ = io::model_size(video_.display_size(), static_cast<int>(settings_.long_side));
+  reader_ = std::make_unique<io::VideoReader>(
+      settings_.input, io::ReaderOptions{size_, io::parse_resize_mode(settings_.resize)});
+  const bool cuda = torch::cuda::is_available();
+  model::ModelOptions options;
+  options.dtype = dtype_of(settings_.dtype, cuda);
+  options.device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  model_ = std::make_unique<model::InstructPix2Pix>(settings_.model, options);
+  text_ = model_->encode_instruction(settings_.instruction);
+  if (!text_.truncated_text.empty())
+    log("warning: the instruction is longer than 77 tokens; ignored: \"" + text_.truncated_text + "\"");
+  if (!settings_.mask.empty()) {
+    mask_ = std::make_unique<adapt::MaskSource>(settings_.mask, size_, io::parse_resize_mode(settings_.resize));
+    mask_->validate(video_.frame_count);
+  }
+}
+
+Renderer::~Renderer() = default;
+
+void Renderer::log(const std::string& line) const {
+  if (log_) log_(line);
+}
+
+int64_t Renderer::num_chunks() const {
+  return (video_.frame_count + settings_.chunk_frames - 1) / settings_.chunk_frames;
+}
+
+std::pair<int64_t, int64_t> Renderer::chunk_frames(int64_t chunk) const {
+  const int64_t first = chunk * settings_.chunk_frames;
+  return {first, std::min(settings_.chunk_frames, video_.frame_count - first)};
+}
+
+at::Tensor Renderer::source_frame(int64_t frame) { return to_image(reader_->read_frame(frame).image); }
+
+at::Tensor Renderer::source_latents(int64_t frame) {
+  return (model_->encode_image(source_frame(frame)) * model_->vae()->config().scaling_factor).to(at::kCPU);
+}
+
+adapt::SwapSettings Renderer::swap_settings() const {
+  adapt::SwapSettings s;
+  s.denoise.steps = settings_.steps;
+  s.denoise.scheduler = model::scheduler_kind_from_name(settings_.scheduler);
+  s.denoise.text_guidance = settings_.text_guidance;
+  s.denoise.image_guidance = settings_.image_guidance;
+  s.seed = settings_.seed;
+  s.swap_steps = settings_.resolved_swap_steps();
+  s.layers = adapt::layer_set_from_name(settings_.swap_layers);
+  s.mode = adapt::attention_mode_from_name(settings_.attention);
+  return s;
+}
+
+void Renderer::adapt() {
+  const adapt::SwapSettings swap = swap_settings();
+  const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
+  if (mode != adapt::FinetuneMode::Off) {
+    adapt::RootSettings root;
+    root.denoise = swap.denoise;
+    root.seed = settings_.seed;
+    root.frame = settings_.root_frame >= 0 ? settings_.root_frame : seeded_root_frame(settings_.seed, video_.frame_count);
+    root.candidates = settings_.candidates;
+    root.root_seed = settings_.root_seed;
+    if (root.frame >= video_.frame_count)
+      throw SettingsError("--root-frame " + std::to_string(root.frame) + " is past the video's last frame (" +
+                          std::to_string(video_.frame_count - 1) + ")");
+    log("adaptation: editing root frame " + std::to_string(root.frame) + " with " +
+        std::to_string(root.candidates) + " seeds");
+    const adapt::RootPair pair = adapt::make_root_pair(*model_, source_frame(root.frame), text_, root,
+                                                       dir_.contact_sheet());
+    log("adaptation: root pair is candidate " + std::to_string(pair.index) +
+        (pair.automatic ? " (automatic: the medoid of the candidates)" : " (--root-seed)") + "; contact sheet " +
+        dir_.contact_sheet());
+    io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}},
+                        {{"root_frame", root.frame}, {"candidate", pair.index}});
+
+    const auto tuning = adapt::make_tuning_set(pair.source, pair.edit, settings_.augment, settings_.seed);
+    const adapt::TuningLatents latents = adapt::encode_tuning_set(*model_, tuning, text_);
+    adapt::FinetuneOptions ft;
+    ft.mode = mode;
+    ft.steps = settings_.finetune_steps;
+    ft.learning_rate = settings_.learning_rate;
+    ft.conditioning_dropout = settings_.condition_dropout;
+    ft.seed = settings_.seed;
+    if (mode == adapt::FinetuneMode::Lora) {
+      adapt::LoraOptions lo;
+      lo.rank = settings_.lora_rank;
+      lo.seed = settings_.seed;
+      lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), lo);
+      lora_->attach(*model_->unet());
+    }
+    const adapt::FinetuneResult result = adapt::finetune(*model_, latents, ft, lora_.get());
+    char line[160];
+    std::snprintf(line, sizeof(line), "adaptation: fine-tuned (%s) %lld steps in %.1f s, loss %.4f -> %.4f",
+                  settings_.finetune.c_str(), static_cast<long long>(result.losses.size()), result.seconds,
+                  result.losses.empty() ? 0.0 : result.losses.front(),
+                  result.losses.empty() ? 0.0 : result.losses.back());
+    log(line);
+    if (lora_) adapt::save_lora(dir_.adapter(), *lora_);
+    else io::save_checkpoint(dir_.adapter(), result.weights, {{"mode", std::string("full")}});
+  }
+
+  if (swap.mode != adapt::AttentionMode::Own) {
+    const std::vector<int64_t> keys = adapt::key_frame_indices(video_.frame_count, settings_.group_size);
+    std::vector<at::Tensor> images;
+    for (int64_t k : keys) images.push_back(source_frame(k));
+    std::string list;
+    for (int64_t k : keys) list += (list.empty() ? "" : ", ") + std::to_string(k);
+    log("gather: key frames " + list);
+    group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap);
+    io::save_checkpoint(dir_.group(), group_.to_named(), {{"key_frames", list}});
+    log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
+  }
+}
+
+void Renderer::load_adaptation() {
+  const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
+  if (mode == adapt::FinetuneMode::Lora) {
+    lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), adapt::read_lora_options(dir_.adapter()));
+    adapt::load_lora(dir_.adapter(), *lora_);
+    lora_->attach(*model_->unet());
+  } else if (mode == adapt::FinetuneMode::Full) {
+    adapt::load_unet_state(*model_->unet(), io::load_checkpoint(dir_.adapter()).tensors);
+  }
+  if (adapt::attention_mode_from_name(settings_.attention) != adapt::AttentionMode::Own)
+    group_ = adapt::AttentionGroup::from_named(io::load_checkpoint(dir_.group()).tensors);
+}
+
+at::Tensor Renderer::frame_latents(int64_t frame) {
+  const adapt::SwapSettings swap = swap_settings();
+  const at::Tensor image = source_frame(frame);
+  const at::Tensor image_latents = model_->encode_image(image);
+  model::StepHook blend;
+  if (mask_) {
+    // Local latent adaptation (adaptation/latent_blend.h): the source latent,
+    // scaled like the generated one, noised to each step's level.
+    const at::Tensor src = image_latents * model_->vae()->config().scaling_factor;
+    const at::Tensor m = adapt::feather_mask(
+        adapt::mask_to_latent_grid(mask_->mask(frame), src.size(2), src.size(3)), settings_.mask_feather);
+    blend = [&, src, m](const model::StepInfo& info, at::Tensor& latents) {
+      const at::Tensor noise =
+          model::make_noise(src.sizes(), settings_.seed, frame, kMaskNoiseStep + info.step).to(src.device());
+      const at::Tensor noised = info.scheduler.add_noise(src, noise, info.step + 1);
+      latents = adapt::blend_latents(latents, noised, adapt::step_mask(m.to(src.device()), info.step, info.num_steps));
+    };
+  }
+  return adapt::swap_denoise(*model_, image_latents, frame, group_, text_, swap, blend).to(at::kCPU);
+}
+
+at::Tensor Renderer::decode_frame(const at::Tensor& latents) const {
+  return model::image_to_rgb8(model_->decode(latents.to(model_->options().device)))[0];
+}
+
+void Renderer::render_chunk(int64_t chunk) {
+  const auto [first, count] = chunk_frames(chunk);
+  io::CheckpointWriter latents(dir_.chunk_latents(chunk));
+  io::EncodeOptions enc;
+  enc.crf = static_cast<int>(settings_.crf);
+  enc.preset = settings_.preset;
+  enc.first_frame = first;
+  io::VideoWriter segment(dir_.chunk_segment(chunk), size_, video_.frame_rate, enc);
+  for (int64_t f = first; f < first + count; ++f) {
+    const at::Tensor z = frame_latents(f);
+    latents.write("frame_" + std::to_string(f), z);
+    segment.write(to_rgb(decode_frame(z)));
+  }
+  latents.set_string("settings_hash", settings_.hash());
+  latents.set_int("first_frame", first);
+  latents.set_int("frames", count);
+  latents.commit();
+  segment.finish();
+  log("chunk " + std::to_string(chunk + 1) + "/" + std::to_string(num_chunks()) + ": frames " +
+      std::to_string(first) + ".." + std::to_string(first + count - 1));
+}
+
+void Renderer::assemble() const {
+  std::vector<std::string> segments;
+  for (int64_t c = 0; c < num_chunks(); ++c) segments.push_back(dir_.chunk_segment(c));
+  io::ConcatOptions options;
+  options.audio_source = video_.audio.empty() ? "" : settings_.input;
+  const io::ConcatResult r = io::concat_segments(segments, settings_.output, options);
+  log("wrote " + settings_.output + ": " + std::to_string(r.frames) + " frames");
+}
+
+void render_all(const RenderSettings& settings, const std::string& workdir, const LogFn& log) {
+  Renderer r(settings, workdir, log);
+  r.adapt();
+  for (int64_t c = 0; c < r.num_chunks(); ++c) r.render_chunk(c);
+  r.assemble();
+}
+
+}  // namespace via::rank

@@ -1,0 +1,258 @@
+// LoRA adapter on the tiny reference model: names and shapes, seeded
+// initialisation, a fresh adapter changes nothing, detach restores the base
+// output exactly, save/load (checkpoint store) reproduces an edit bit for
+// bit, and bad input is refused without changing the adapter.
+#include "adaptation/lora.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "io/checkpoint.h"
+#include "model/pipeline.h"
+
+namespace fs = std::filesystem;
+using namespace via;
+using via::adapt::LoraAdapter;
+using via::adapt::LoraOptions;
+
+namespace {
+
+std::string tiny_model_dir() {
+  const char* root = std::getenv("VIA_SOURCE_DIR");
+  return std::string(root ? root : ".") + "/tests/reference/data/tiny_ip2p";
+}
+
+const model::InstructPix2Pix& tiny_model() {
+  static const model::InstructPix2Pix m(tiny_model_dir());
+  return m;
+}
+
+model::UNet2DConditionModelImpl& tiny_unet() { return *tiny_model().unet(); }
+
+// A deterministic 32x48 test image with structure in every channel.
+at::Tensor test_image() {
+  const at::Tensor y = at::linspace(0, 1, 32).view({1, 1, 32, 1});
+  const at::Tensor x = at::linspace(0, 1, 48).view({1, 1, 1, 48});
+  return at::cat({(x * 6.0).sin() * 0.4 + 0.5 + 0 * y, y.expand({1, 1, 32, 48}), (x * y * 9.0).cos() * 0.5 + 0.5}, 1)
+      .contiguous();
+}
+
+// A short deterministic edit of the test image (Euler: no ancestral noise).
+at::Tensor edit_latents() {
+  const auto& m = tiny_model();
+  static const model::TextEmbeddings text = m.encode_instruction("make it snowy");
+  static const at::Tensor latents = m.encode_image(test_image());
+  const at::Tensor noise = model::make_noise({1, 4, 8, 12}, /*seed=*/7, /*frame=*/0, /*step=*/-1);
+  model::DenoiseSettings s;
+  s.steps = 3;
+  s.scheduler = model::SchedulerKind::Euler;
+  return m.denoise(latents, text, noise, s);
+}
+
+bool bit_equal(const at::Tensor& a, const at::Tensor& b) {
+  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() && at::equal(a, b);
+}
+
+// Random values for every tensor of `adapter` (B included, so it changes the output).
+std::map<std::string, at::Tensor> random_weights(const LoraAdapter& adapter, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : adapter.named_tensors()) out.emplace(name, at::randn(t.sizes(), gen) * 0.2);
+  return out;
+}
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / ("via_test_lora_" + std::to_string(::getpid()))) {
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+TEST(Lora, NamesShapesAndInit) {
+  auto& unet = tiny_unet();
+  const LoraAdapter adapter(unet, LoraOptions{});
+  const auto named = adapter.named_tensors();
+  const auto& layers = unet.attention_layers();
+  ASSERT_FALSE(layers.empty());
+  EXPECT_EQ(named.size(), layers.size() * 4 * 2);
+  for (const auto& attn : layers) {
+    const auto& o = attn->options();
+    const int64_t inner = o.heads * o.dim_head;
+    const int64_t kv = o.cross_attention_dim > 0 ? o.cross_attention_dim : o.query_dim;
+    const std::string base = attn->name();
+    EXPECT_EQ(named.at(base + ".to_q.lora_A").sizes(), (at::IntArrayRef{4, o.query_dim}));
+    EXPECT_EQ(named.at(base + ".to_q.lora_B").sizes(), (at::IntArrayRef{inner, 4}));
+    EXPECT_EQ(named.at(base + ".to_k.lora_A").sizes(), (at::IntArrayRef{4, kv}));
+    EXPECT_EQ(named.at(base + ".to_v.lora_B").sizes(), (at::IntArrayRef{inner, 4}));
+    EXPECT_EQ(named.at(base + ".to_out.0.lora_A").sizes(), (at::IntArrayRef{4, inner}));
+    EXPECT_EQ(named.at(base + ".to_out.0.lora_B").sizes(), (at::IntArrayRef{o.query_dim, 4}));
+    // A within the Kaiming-uniform bound and not all zero; B exactly zero.
+    const at::Tensor a = named.at(base + ".to_q.lora_A");
+    EXPECT_LE(a.abs().max().item<double>(), 1.0 / std::sqrt(static_cast<double>(o.query_dim)));
+    EXPECT_GT(a.abs().max().item<double>(), 0.0);
+    EXPECT_EQ(named.at(base + ".to_q.lora_B").abs().max().item<double>(), 0.0);
+  }
+  for (const auto& [name, t] : named) {
+    EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+    EXPECT_TRUE(t.requires_grad()) << name;
+  }
+  EXPECT_EQ(adapter.parameters().size(), named.size());
+  EXPECT_DOUBLE_EQ(adapter.scale(), 1.0);  // alpha defaults to the rank
+}
+
+TEST(Lora, SeededInitIsReproducible) {
+  auto& unet = tiny_unet();
+  LoraOptions o;
+  o.seed = 11;
+  const LoraAdapter a(unet, o), b(unet, o);
+  o.seed = 12;
+  const LoraAdapter c(unet, o);
+  const auto na = a.named_tensors(), nb = b.named_tensors(), nc = c.named_tensors();
+  bool any_differs = false;
+  for (const auto& [name, t] : na) {
+    EXPECT_TRUE(bit_equal(t, nb.at(name))) << name;
+    if (name.find("lora_A") != std::string::npos) any_differs |= !at::equal(t, nc.at(name));
+  }
+  EXPECT_TRUE(any_differs);
+}
+
+TEST(Lora, TargetsAndRankOptions) {
+  auto& unet = tiny_unet();
+  LoraOptions o;
+  o.rank = 2;
+  o.alpha = 8;
+  o.targets = {"to_v"};
+  const LoraAdapter adapter(unet, o);
+  const auto named = adapter.named_tensors();
+  EXPECT_EQ(named.size(), unet.attention_layers().size() * 2);
+  for (const auto& [name, t] : named) {
+    EXPECT_NE(name.find(".to_v.lora_"), std::string::npos) << name;
+    EXPECT_TRUE(t.size(0) == 2 || t.size(1) == 2) << name;
+  }
+  EXPECT_DOUBLE_EQ(adapter.scale(), 4.0);
+  o.targets = {"to_x"};
+  EXPECT_THROW(LoraAdapter(unet, o), std::invalid_argument);
+  o.targets = {"to_q"};
+  o.rank = 0;
+  EXPECT_THROW(LoraAdapter(unet, o), std::invalid_argument);
+}
+
+TEST(Lora, FreshAdapterChangesNothingAndDetachRestoresBase) {
+  auto& unet = tiny_unet();
+  const at::Tensor base = edit_latents();
+  LoraAdapter adapter(unet, LoraOptions{});
+  {
+    adapt::ScopedLora scoped(adapter, unet);
+    EXPECT_TRUE(adapter.attached_to(unet));
+    EXPECT_TRUE(bit_equal(edit_latents(), base)) << "B = 0 must add exactly nothing";
+    adapter.load_named(random_weights(adapter, 3));
+    const at::Tensor adapted = edit_latents();
+    EXPECT_GT((adapted - base).abs().max().item<double>(), 1e-3) << "a non-zero adapter must change the edit";
+  }
+  EXPECT_FALSE(adapter.attached_to(unet));
+  for (const auto& attn : unet.attention_layers()) EXPECT_EQ(attn->adapter(), nullptr) << attn->name();
+  EXPECT_TRUE(bit_equal(edit_latents(), base)) << "detaching must restore the base output exactly";
+}
+
+TEST(Lora, SaveAndLoadReproducesTheEditBitForBit) {
+  auto& unet = tiny_unet();
+  TempDir dir;
+  LoraAdapter trained(unet, LoraOptions{});
+  trained.load_named(random_weights(trained, 5));
+  at::Tensor expected;
+  {
+    adapt::ScopedLora scoped(trained, unet);
+    expected = edit_latents();
+  }
+  adapt::save_lora(dir.file("adapter.h5"), trained);
+  EXPECT_TRUE(io::is_valid_checkpoint(dir.file("adapter.h5"), io::Verify::Full));
+
+  LoraOptions other_seed;
+  other_seed.seed = 99;  // a different fresh init: everything must come from the file
+  LoraAdapter loaded(unet, other_seed);
+  adapt::load_lora(dir.file("adapter.h5"), loaded);
+  for (const auto& [name, t] : trained.named_tensors()) EXPECT_TRUE(bit_equal(loaded.named_tensors().at(name), t));
+  {
+    adapt::ScopedLora scoped(loaded, unet);
+    EXPECT_TRUE(bit_equal(edit_latents(), expected));
+  }
+
+  // The generic store path (named_tensors -> save_checkpoint -> load_named), as
+  // the renderer's broadcast uses the same map.
+  io::save_checkpoint(dir.file("named.h5"), trained.named_tensors());
+  LoraAdapter via_map(unet, other_seed);
+  via_map.load_named(io::load_checkpoint(dir.file("named.h5")).tensors);
+  {
+    adapt::ScopedLora scoped(via_map, unet);
+    EXPECT_TRUE(bit_equal(edit_latents(), expected));
+  }
+
+  const adapt::LoraOptions stored = adapt::read_lora_options(dir.file("adapter.h5"));
+  EXPECT_EQ(stored.rank, 4);
+  EXPECT_DOUBLE_EQ(stored.alpha, 4.0);
+  EXPECT_EQ(stored.targets, LoraOptions{}.targets);
+
+  LoraOptions rank2;
+  rank2.rank = 2;
+  LoraAdapter wrong(unet, rank2);
+  EXPECT_THROW(adapt::load_lora(dir.file("adapter.h5"), wrong), std::invalid_argument);
+  EXPECT_THROW(adapt::load_lora(dir.file("missing.h5"), wrong), io::CheckpointError);
+}
+
+TEST(Lora, LoadNamedRefusesMismatchesAndChangesNothing) {
+  auto& unet = tiny_unet();
+  LoraAdapter adapter(unet, LoraOptions{});
+  std::map<std::string, at::Tensor> before;
+  for (const auto& [name, t] : adapter.named_tensors()) before.emplace(name, t.detach().clone());
+
+  auto good = random_weights(adapter, 1);
+  auto missing = good;
+  missing.erase(missing.begin());
+  EXPECT_THROW(adapter.load_named(missing), std::invalid_argument);
+  auto extra = good;
+  extra.emplace("mid_block.attentions.0.transformer_blocks.0.attn9.to_q.lora_A", at::zeros({4, 32}));
+  EXPECT_THROW(adapter.load_named(extra), std::invalid_argument);
+  auto misshaped = good;
+  misshaped.begin()->second = at::zeros({3, 3});
+  try {
+    adapter.load_named(misshaped);
+    ADD_FAILURE() << "a mis-shaped tensor was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(misshaped.begin()->first), std::string::npos) << e.what();
+  }
+  for (const auto& [name, t] : adapter.named_tensors()) EXPECT_TRUE(bit_equal(t, before.at(name))) << name;
+
+  // Loading keeps the adapter's own tensors (an optimizer holding them sees the new values).
+  const at::Tensor first = adapter.parameters().front();
+  adapter.load_named(good);
+  EXPECT_TRUE(first.is_same(adapter.parameters().front()));
+  for (const auto& [name, t] : adapter.named_tensors()) EXPECT_TRUE(bit_equal(t.detach(), good.at(name))) << name;
+}
+
+TEST(Lora, AttachRefusesAnotherArchitecture) {
+  auto& unet = tiny_unet();
+  LoraAdapter adapter(unet, LoraOptions{});
+  // A UNet of the same block layout but other widths.
+  model::UNetConfig config = unet.config();
+  config.block_out_channels = {16, 16};
+  config.norm_num_groups = 4;
+  model::UNet2DConditionModelImpl other(config);
+  EXPECT_THROW(adapter.attach(other), std::invalid_argument);
+  for (const auto& attn : other.attention_layers()) EXPECT_EQ(attn->adapter(), nullptr);
+}

@@ -1,0 +1,178 @@
+// Root-frame candidates: seeds, the medoid rule, the manual choice and the
+// contact sheet, on the reference's tiny model.
+#include "adaptation/root.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "io/image.h"
+
+namespace fs = std::filesystem;
+using namespace via;
+using adapt::RootSettings;
+
+namespace {
+
+const model::InstructPix2Pix& tiny_model() {
+  static const model::InstructPix2Pix model(std::string(std::getenv("VIA_SOURCE_DIR") ? std::getenv("VIA_SOURCE_DIR")
+                                                                                       : ".") +
+                                            "/tests/reference/data/tiny_ip2p");
+  return model;
+}
+
+const model::TextEmbeddings& text() {
+  static const model::TextEmbeddings t = tiny_model().encode_instruction("turn it into a pencil sketch");
+  return t;
+}
+
+// A smooth 32x48 test picture (gradients), [1, 3, 32, 48] in [0, 1].
+at::Tensor root_frame() {
+  const at::Tensor y = at::linspace(0, 1, 32).view({1, 1, 32, 1}), x = at::linspace(0, 1, 48).view({1, 1, 1, 48});
+  const auto full = [](const at::Tensor& t) { return t.expand({1, 1, 32, 48}); };
+  return at::cat({full(y * x), full(0.5 * y + 0.25), full(1 - x * 0.8)}, 1).contiguous();
+}
+
+RootSettings settings(int64_t k) {
+  RootSettings s;
+  s.denoise.steps = 4;
+  s.seed = 11;
+  s.frame = 5;
+  s.candidates = k;
+  return s;
+}
+
+double mean_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().mean().item<double>(); }
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / ("via_test_root_" + std::to_string(::getpid()))) {
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+TEST(RootCandidates, DifferBetweenSeedsAndRepeatForTheSameSeed) {
+  const at::Tensor a = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  ASSERT_EQ(a.sizes(), (std::vector<int64_t>{3, 3, 32, 48}));
+  EXPECT_GE(a.min().item<double>(), 0.0);
+  EXPECT_LE(a.max().item<double>(), 1.0);
+  for (int i = 0; i < 3; ++i)
+    for (int j = i + 1; j < 3; ++j) EXPECT_GT(mean_abs_diff(a[i], a[j]), 1e-3) << "candidates " << i << ", " << j;
+  const at::Tensor b = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  EXPECT_TRUE(at::equal(a, b)) << "same seed, same candidates";
+}
+
+TEST(RootCandidates, CandidateKIsTheEditWithSeedPlusK) {
+  const at::Tensor all = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  RootSettings alone = settings(1);
+  alone.seed = adapt::candidate_seed(settings(3).seed, 2);
+  EXPECT_EQ(alone.seed, 13u);
+  const at::Tensor one = adapt::edit_candidates(tiny_model(), root_frame(), text(), alone);
+  EXPECT_TRUE(at::equal(one[0], all[2])) << "candidate 2 does not depend on K or on the other candidates";
+}
+
+TEST(RootChoice, MedoidNeverPicksTheOutlier) {
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const at::Tensor base = at::rand({3, 8, 8}, gen) * 0.5;
+  for (int64_t outlier = 0; outlier < 4; ++outlier) {
+    std::vector<at::Tensor> c;
+    for (int64_t i = 0; i < 4; ++i)
+      c.push_back(i == outlier ? 1.0 - base : base + at::rand({3, 8, 8}, gen) * 0.02);
+    const std::vector<double> scores = adapt::medoid_scores(at::stack(c));
+    ASSERT_EQ(scores.size(), 4u);
+    EXPECT_NE(adapt::medoid_index(scores), outlier);
+    for (int64_t i = 0; i < 4; ++i)
+      if (i != outlier) {
+        EXPECT_GT(scores[outlier], 2 * scores[i]) << "outlier " << outlier << " vs " << i;
+      }
+  }
+}
+
+TEST(RootChoice, MedoidIsTheMostTypicalCandidate) {
+  // Flat images 0.2, 0.3, 0.32, 0.5, 0.95 in shuffled order: the medoid of
+  // points on a line is their median, 0.32.
+  const std::vector<double> levels = {0.5, 0.95, 0.32, 0.2, 0.3};
+  std::vector<at::Tensor> c;
+  for (double v : levels) c.push_back(at::full({1, 3, 4, 4}, v));
+  const std::vector<double> scores = adapt::medoid_scores(at::cat(c, 0));
+  EXPECT_NEAR(scores[2], 0.12 + 0.02 + 0.18 + 0.63, 1e-6);
+  EXPECT_EQ(adapt::medoid_index(scores), 2);
+  EXPECT_EQ(adapt::medoid_index({1.0, 0.5, 0.5}), 1) << "ties go to the lowest index";
+
+  RootSettings s = settings(5);
+  const at::Tensor source = at::zeros({1, 3, 4, 4});
+  const adapt::RootPair pair = adapt::choose_root(source, at::cat(c, 0), s);
+  EXPECT_EQ(pair.index, 2);
+  EXPECT_TRUE(pair.automatic);
+  EXPECT_EQ(pair.seed, adapt::candidate_seed(s.seed, 2));
+  EXPECT_TRUE(at::equal(pair.edit, c[2]));
+  EXPECT_TRUE(at::equal(pair.source, source));
+}
+
+TEST(RootChoice, ManualChoiceIsHonoured) {
+  std::vector<at::Tensor> c;
+  for (double v : {0.1, 0.4, 0.41, 0.42}) c.push_back(at::full({1, 3, 4, 4}, v));
+  RootSettings s = settings(4);
+  s.root_seed = 0;  // the outlier: a person may choose it
+  const adapt::RootPair pair = adapt::choose_root(at::zeros({1, 3, 4, 4}), at::cat(c, 0), s);
+  EXPECT_EQ(pair.index, 0);
+  EXPECT_FALSE(pair.automatic);
+  EXPECT_TRUE(at::equal(pair.edit, c[0]));
+  EXPECT_EQ(pair.scores.size(), 4u);
+  EXPECT_NE(adapt::medoid_index(pair.scores), 0);
+  s.root_seed = 4;
+  EXPECT_THROW(adapt::choose_root(at::zeros({1, 3, 4, 4}), at::cat(c, 0), s), std::invalid_argument);
+}
+
+TEST(RootContactSheet, HasTheSourceAndEveryCandidateLabelled) {
+  const at::Tensor source = at::full({1, 3, 16, 24}, 0.5);
+  const at::Tensor cands = at::rand({3, 3, 16, 24});
+  const at::Tensor sheet = adapt::contact_sheet(source, cands);
+  const int64_t gap = adapt::kContactSheetGap, band = adapt::kContactSheetLabel;
+  ASSERT_EQ(sheet.sizes(), (std::vector<int64_t>{band + 16, 4 * 24 + 3 * gap, 3}));
+  const at::Tensor tiles = model::image_to_rgb8(at::cat({source, cands}, 0));
+  for (int64_t i = 0; i < 4; ++i) {
+    const int64_t x0 = i * (24 + gap);
+    EXPECT_TRUE(at::equal(sheet.narrow(0, band, 16).narrow(1, x0, 24), tiles[i])) << "tile " << i;
+    EXPECT_GT(sheet.narrow(0, 0, band).narrow(1, x0, 24).max().item<int>(), 0) << "label of tile " << i;
+  }
+  // Labels differ: "S", "0", "1", "2".
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = i + 1; j < 4; ++j)
+      EXPECT_FALSE(at::equal(sheet.narrow(0, 0, band).narrow(1, i * (24 + gap), 24),
+                             sheet.narrow(0, 0, band).narrow(1, j * (24 + gap), 24)));
+  EXPECT_THROW(adapt::contact_sheet(source, at::rand({2, 3, 16, 20})), std::invalid_argument);
+}
+
+TEST(RootPair, EndToEndWritesTheSheetAndChoosesTheMedoid) {
+  TempDir dir;
+  const std::string sheet = dir.file("candidates.png");
+  const adapt::RootPair pair = adapt::make_root_pair(tiny_model(), root_frame(), text(), settings(3), sheet);
+  ASSERT_TRUE(fs::exists(sheet));
+  const io::RgbImage png = io::read_image(sheet);
+  EXPECT_EQ(png.width, 4 * 48 + 3 * adapt::kContactSheetGap);
+  EXPECT_EQ(png.height, 32 + adapt::kContactSheetLabel);
+  ASSERT_EQ(pair.scores.size(), 3u);
+  EXPECT_TRUE(pair.automatic);
+  EXPECT_EQ(pair.index, adapt::medoid_index(pair.scores));
+  const at::Tensor cands = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  EXPECT_TRUE(at::equal(pair.edit, cands.narrow(0, pair.index, 1)));
+  EXPECT_EQ(pair.edit.sizes(), (std::vector<int64_t>{1, 3, 32, 48}));
+
+  RootSettings bad = settings(3);
+  bad.root_seed = 3;
+  EXPECT_THROW(adapt::make_root_pair(tiny_model(), root_frame(), text(), bad, ""), std::invalid_argument);
+}
