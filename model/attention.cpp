@@ -101,7 +101,9 @@ at::Tensor split_heads(const at::Tensor& x, int64_t heads) {
 constexpr int64_t kScoreBudgetBytes = int64_t{256} << 20;
 
 // The math form, as diffusers' AttnProcessor (get_attention_scores): scores
-// by baddbmm with alpha = scale, softmax, probabilities times V.
+// = scale * Q K^T, softmax, probabilities times V. (Not baddbmm with an
+// empty input and beta = 0: libtorch 1.13 lets the uninitialised input leak
+// NaNs into the result for some small shapes.)
 at::Tensor math_attention(const at::Tensor& q4, const at::Tensor& k4, const at::Tensor& v4, bool upcast_scores) {
   const int64_t b = q4.size(0), heads = q4.size(1), n = q4.size(2), d = q4.size(3), m = k4.size(2);
   const auto dtype = q4.scalar_type();
@@ -123,7 +125,7 @@ at::Tensor math_attention(const at::Tensor& q4, const at::Tensor& k4, const at::
   for (int64_t s = 0; s < b * heads; s += slice) {
     const int64_t len = std::min(slice, b * heads - s);
     const at::Tensor qs = q.narrow(0, s, len);
-    const at::Tensor scores = at::baddbmm(at::empty({len, n, m}, qs.options()), qs, kt.narrow(0, s, len), 0.0, scale);
+    const at::Tensor scores = at::bmm(qs, kt.narrow(0, s, len)).mul_(scale);
     const at::Tensor probs = fp32_softmax ? at::softmax(scores, -1, at::kFloat).to(dtype) : at::softmax(scores, -1);
     parts.push_back(at::bmm(probs, v.narrow(0, s, len)));
   }
