@@ -8,7 +8,11 @@
 #   options    --threads 1,2  --tiny-size 64  --full-sizes 256,512
 #              --full-vae-sizes 256  --steps 10  --reps-tiny 5  --reps-full 1
 #              --warmup-full 0
-# environment: VIA_REF_PYTHON  the reference venv's python (default /tmp/refvenv/bin/python)
+# environment: VIA_REF_PYTHON   the reference venv's python (default /tmp/refvenv/bin/python)
+#              OMP_WAIT_POLICY  default PASSIVE for both sides: with libgomp's default
+#                               spinning, every parallel region on a machine where other
+#                               processes hold cores waits out their time slices (seen
+#                               here: a 64x64 UNet step from 7 ms to 1.7 s with 2 threads)
 #
 # The tiny model is made with `via make-tiny-model`; the full-size UNet and
 # VAE are the published InstructPix2Pix configs (tests/reference/data/full_size)
@@ -16,6 +20,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 build=${1:-$root/build}
 [[ $# -gt 0 ]] && shift
 py=${VIA_REF_PYTHON:-/tmp/refvenv/bin/python}
@@ -47,7 +52,7 @@ trap 'rm -rf "$work"' EXIT
 "$build/driver/via" make-tiny-model --out "$work/tiny" --seed 0 >/dev/null
 args=(--tiny "$work/tiny" --full-config-dir "$root/tests/reference/data/full_size" "${rest[@]}")
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); OMP_WAIT_POLICY=$OMP_WAIT_POLICY" >&2
 : > "$work/via.jsonl"
 : > "$work/ref.jsonl"
 for t in "${threads[@]}"; do
