@@ -2,7 +2,7 @@
 // sigmas, initial noise scale, scaled model input and step results for a
 // sweep of configurations (table below, printed by the script at the end of
 // this file), the reference's golden file for the tiny model, and the
-// refusal of settings that are not implemented.
+// refusal of settings this code does not support.
 #include "model/scheduler.h"
 
 #include <ATen/ATen.h>
