@@ -197,3 +197,18 @@ void MpiCommunicator::abort_job(int code, const std::string& message) {
 }
 
 }  // namespace via::comm
+
+namespace via::comm {
+
+NodeLayout node_layout(MPI_Comm comm) {
+  MPI_Comm node = MPI_COMM_NULL;
+  VIA_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+                std::string("mpi: grouping the ranks by node"));
+  NodeLayout layout;
+  MPI_Comm_rank(node, &layout.local_rank);
+  MPI_Comm_size(node, &layout.local_size);
+  MPI_Comm_free(&node);
+  return layout;
+}
+
+}  // namespace via::comm

@@ -82,4 +82,13 @@ class MpiCommunicator : public Communicator {
   MpiOptions options_;
 };
 
+/// This process's place among the ranks on its node (shared memory): one
+/// rank per GPU uses local_rank as its device; CPU ranks share the cores.
+struct NodeLayout {
+  int local_rank = 0;
+  int local_size = 1;
+};
+/// Collective over `comm`.
+NodeLayout node_layout(MPI_Comm comm = MPI_COMM_WORLD);
+
 }  // namespace via::comm

@@ -1,75 +1,70 @@
-// `via render`: edit a whole video from one instruction (issue 4: one process).
+// `via render`: edit a whole video from one instruction, on one process or
+// on every rank of an MPI job (mpirun -np N, srun --mpi=pmix).
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <unistd.h>
 
-#include <chrono>
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <thread>
 
-#include "driver/options.h"
-#include "rank/render.h"
+#include "comm/mpi_communicator.h"
+#include "comm/routed_communicator.h"
+#include "comm/single_process.h"
+#include "driver/render_options.h"
+#include "rank/job.h"
+#include "rank/stop.h"
 
 namespace via::driver {
+namespace {
+
+// Started by an MPI launcher (mpirun, srun with PMIx or PMI-2)? A plain
+// `via render` runs as one process without initialising MPI.
+bool launched_by_mpi() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+    if (std::getenv(name)) return true;
+  return false;
+}
+
+int run(const RenderCommand& cmd, comm::Communicator& comm, int ranks_on_node, int cuda_device) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(cmd.threads > 0 ? cmd.threads : std::max(1, cores / std::max(1, ranks_on_node)));
+  // A stop signal while a rank only waits ends it at once; rank 0 says why.
+  rank::StopSignals signals(comm.rank() == 0 ? "via: stopped by a signal; finished work is kept; run the same "
+                                               "command with --resume to continue\n"
+                                             : "");
+  rank::JobOptions options;
+  options.resume = cmd.resume;
+  options.terminal = comm.rank() == 0 && isatty(STDERR_FILENO);
+  options.cuda_device = cuda_device;
+  return rank::run_render_job(cmd.settings, cmd.workdir, options, comm);
+}
+
+}  // namespace
 
 int cmd_render(const Args& args) {
-  rank::RenderSettings s;
-  std::string workdir;
-  int threads = 0;
-  po::options_description io_opts("input and output");
-  io_opts.add_options()
-      ("input", po::value(&s.input)->required(), "source video")
-      ("output", po::value(&s.output)->required(), "edited video (MP4)")
-      ("model", po::value(&s.model)->required(), "InstructPix2Pix folder (diffusers layout)")
-      ("instruction", po::value(&s.instruction)->required(), "the edit, in plain language")
-      ("workdir", po::value(&workdir)->required(), "work directory: settings, adaptation, checkpoints, segments")
-      ("mask", po::value(&s.mask), "edit only inside a mask: images pattern (masks/%05d.png), mask video or one image")
-      ("long-side", po::value(&s.long_side)->default_value(s.long_side), "model size: the longer side (multiple of 8)")
-      ("resize", po::value(&s.resize)->default_value(s.resize), "aspect policy: fit | crop | stretch")
-      ("crf", po::value(&s.crf)->default_value(s.crf), "H.264 quality (0-51, lower is better)")
-      ("preset", po::value(&s.preset)->default_value(s.preset), "x264 preset")
-      ("chunk-frames", po::value(&s.chunk_frames)->default_value(s.chunk_frames), "frames per chunk (unit of work and checkpoint)")
-      ("threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)");
-  po::options_description edit("editing");
-  edit.add_options()
-      ("steps", po::value(&s.steps)->default_value(s.steps), "denoising steps")
-      ("scheduler", po::value(&s.scheduler)->default_value(s.scheduler), "euler_a | euler | ddim")
-      ("text-guidance", po::value(&s.text_guidance)->default_value(s.text_guidance), "s_T")
-      ("image-guidance", po::value(&s.image_guidance)->default_value(s.image_guidance), "s_I")
-      ("seed", po::value(&s.seed)->default_value(s.seed), "seed of every random draw")
-      ("dtype", po::value(&s.dtype)->default_value(s.dtype), "auto | fp32 | bf16 | fp16");
-  po::options_description adapt_opts("test-time editing adaptation");
-  adapt_opts.add_options()
-      ("root-frame", po::value(&s.root_frame)->default_value(s.root_frame), "root frame (-1: drawn from the seed)")
-      ("candidates", po::value(&s.candidates)->default_value(s.candidates), "candidate edits of the root frame")
-      ("root-seed", po::value(&s.root_seed)->default_value(s.root_seed), "the chosen candidate (-1: automatic, the medoid)")
-      ("augment", po::value(&s.augment)->default_value(s.augment), "tuning pairs (random affine copies)")
-      ("finetune", po::value(&s.finetune)->default_value(s.finetune), "lora | full | off")
-      ("lora-rank", po::value(&s.lora_rank)->default_value(s.lora_rank), "LoRA rank")
-      ("learning-rate", po::value(&s.learning_rate)->default_value(s.learning_rate), "fine-tuning learning rate")
-      ("finetune-steps", po::value(&s.finetune_steps)->default_value(s.finetune_steps), "fine-tuning steps")
-      ("condition-dropout", po::value(&s.condition_dropout)->default_value(s.condition_dropout), "conditioning dropout");
-  po::options_description attn("spatiotemporal attention adaptation");
-  attn.add_options()
-      ("attention", po::value(&s.attention)->default_value(s.attention), "gather-swap | anchor | own")
-      ("group-size", po::value(&s.group_size)->default_value(s.group_size), "key frames in the attention group")
-      ("swap-steps", po::value(&s.swap_steps)->default_value(s.swap_steps), "swap during the first N steps (-1: all)")
-      ("swap-layers", po::value(&s.swap_layers)->default_value(s.swap_layers), "self | cross | both")
-      ("mask-feather", po::value(&s.mask_feather)->default_value(s.mask_feather), "mask edge blur (latent pixels)");
-  po::options_description all("options");
-  all.add(io_opts).add(edit).add(adapt_opts).add(attn);
+  RenderCommand cmd;
   if (!parse_options("via render --input VIDEO --output VIDEO --model DIR --instruction TEXT --workdir DIR [options]",
-                     all, args))
+                     render_options(cmd), args))
     return 0;
+  finish_render_command(cmd);
   try {
-    s.validate();
-  } catch (const rank::SettingsError& e) {
-    throw UsageError(e.what());
+    if (!launched_by_mpi()) {
+      comm::SingleProcessCommunicator single;
+      return run(cmd, single, 1, torch::cuda::is_available() ? 0 : -1);
+    }
+    comm::MpiSession session;
+    const comm::NodeLayout node = comm::node_layout();
+    // One rank per GPU: the node's ranks take its devices in turn.
+    const int gpus = static_cast<int>(torch::cuda::device_count());
+    const int device = gpus > 0 ? node.local_rank % gpus : -1;
+    auto world = comm::make_world_communicator(device);
+    return run(cmd, *world, node.local_size, device);
+  } catch (const rank::ReportedElsewhere&) {
+    return 1;  // rank 0 printed it
   }
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  const auto start = std::chrono::steady_clock::now();
-  rank::render_all(s, workdir, [](const std::string& line) { std::cerr << "via: " << line << "\n"; });
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cerr << "via: done in " << static_cast<int64_t>(secs) << " s; output " << s.output << "\n";
-  return 0;
 }
 
 }  // namespace via::driver

@@ -14,6 +14,7 @@ int cmd_probe(const Args& args);    // cmd_probe.cpp
 int cmd_edit_image(const Args& args);  // cmd_edit_image.cpp
 int cmd_make_tiny_model(const Args& args);  // cmd_make_tiny_model.cpp
 int cmd_render(const Args& args);  // cmd_render.cpp
+int cmd_status(const Args& args);  // cmd_status.cpp
 
 /// Thrown for a wrong command line; main() prints it with a usage hint, exit 2.
 struct UsageError : std::runtime_error {

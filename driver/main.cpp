@@ -17,7 +17,8 @@ struct Command {
 };
 
 const Command kCommands[] = {
-    {"render", via::driver::cmd_render, "edit a whole video from one instruction"},
+    {"render", via::driver::cmd_render, "edit a whole video from one instruction (one process, or under mpirun / srun)"},
+    {"status", via::driver::cmd_status, "show how far a render got, from its work directory"},
     {"version", via::driver::cmd_version, "print via's version and the versions of its libraries"},
     {"probe", via::driver::cmd_probe, "print a video's facts (frames, rate, size, audio); --json for machines"},
     {"edit-image", via::driver::cmd_edit_image, "edit one image from a plain-language instruction"},

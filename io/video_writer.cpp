@@ -13,6 +13,7 @@ extern "C" {
 
 namespace via::io {
 
+
 class VideoWriter::Impl {
  public:
   Impl(const std::string& path, Size size, Rational rate, EncodeOptions options)
@@ -75,8 +76,13 @@ class VideoWriter::Impl {
     dst.colorspace = AVCOL_SPC_BT709;
     dst.full_range = false;
     // The top-left even-sized part of the frame (see the class comment).
-    auto* src = const_cast<uint8_t*>(image.data.data());  // swscale reads only
-    scaler_.convert(ffmpeg::rgb_image(src, encoded_.width, encoded_.height, image.width * 3), dst, path_);
+    // swscale's SIMD input readers read up to 16 bytes past the last pixel
+    // (valgrind shows it); those bytes must be ours and always the same, or the
+    // bitstream depends on whatever the heap held there.
+    const size_t bytes = image.data.size();
+    if (padded_.size() < bytes + kReadSlack) padded_.assign(bytes + kReadSlack, 0);
+    std::copy(image.data.begin(), image.data.end(), padded_.begin());
+    scaler_.convert(ffmpeg::rgb_image(padded_.data(), encoded_.width, encoded_.height, image.width * 3), dst, path_);
     frame_->pts = options_.first_frame + written_;
     VIA_AV_CHECK(avcodec_send_frame(encoder_.get(), frame_.get()), "cannot encode a frame into", part_path_);
     ++written_;
@@ -127,6 +133,11 @@ class VideoWriter::Impl {
     VIA_AV_CHECK(av_opt_set(enc->priv_data, "preset", options_.preset.c_str(), 0),
                  "cannot set preset '" + options_.preset + "' for", path_);
     VIA_AV_CHECK(av_opt_set_double(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
+    // x264's macroblock tree gave different bitstreams for the same frames
+    // from run to run inside a render (measured: 1 encode in ~10 differed;
+    // none of 45 without it), which would break DESIGN.md §6 (decoded output
+    // bit-identical for any rank count). It costs a little compression.
+    VIA_AV_CHECK(av_opt_set(enc->priv_data, "x264-params", "mbtree=0", 0), "cannot set x264's options for", path_);
     const int rc = avcodec_open2(enc, codec, nullptr);
     if (rc < 0) {
       ffmpeg::throw_av_error(rc, "cannot open the H.264 encoder (preset '" + options_.preset + "') for", path_);
@@ -169,6 +180,9 @@ class VideoWriter::Impl {
       VIA_AV_CHECK(av_interleaved_write_frame(out_.get(), packet_.get()), "cannot write", part_path_);
     }
   }
+
+  static constexpr size_t kReadSlack = 64;
+  std::vector<uint8_t> padded_;  // the frame being converted, plus zeroed slack
 
   void close_and_remove() noexcept {
     encoder_.reset();

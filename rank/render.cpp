@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "adaptation/finetune.h"
 #include "adaptation/latent_blend.h"
@@ -15,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "io/segments.h"
 #include "io/video_writer.h"
+#include "rank/stop.h"
 
 namespace fs = std::filesystem;
 
@@ -24,12 +24,6 @@ namespace {
 // Noise for the source latent that mask blending noises to each step's level:
 // its own stream, apart from the edit's (make_noise step -1 and 0..N-1).
 constexpr int64_t kMaskNoiseStep = 1'000'000;
-
-std::string numbered(const std::string& dir, const char* stem, int64_t n, const char* ext) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "/%s_%06lld%s", stem, static_cast<long long>(n), ext);
-  return dir + buf;
-}
 
 at::ScalarType dtype_of(const std::string& name, bool cuda) {
   if (name == "fp32") return at::kFloat;
@@ -61,21 +55,11 @@ int64_t seeded_root_frame(uint64_t seed, int64_t frames) {
 
 }  // namespace
 
-std::string WorkDir::chunk_latents(int64_t chunk) const { return numbered(root + "/chunks", "chunk", chunk, ".h5"); }
-std::string WorkDir::chunk_segment(int64_t chunk) const {
-  return numbered(root + "/segments", "chunk", chunk, ".mp4");
-}
-
-Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log)
+Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int cuda_device)
     : settings_(std::move(settings)), dir_{std::move(workdir)}, log_(std::move(log)) {
   settings_.validate();
-  fs::create_directories(dir_.root + "/chunks");
-  fs::create_directories(dir_.root + "/segments");
-  {
-    std::ofstream out(dir_.settings());
-    out << settings_.to_json().dump(2) << "\n";
-    if (!out) throw std::runtime_error("cannot write " + dir_.settings());
-  }
+  StageTimer timer(times_, Stage::Startup);
+  for (const char* sub : {"/chunks", "/segments", "/frames"}) fs::create_directories(dir_.root + sub);
   video_ = io::probe_video(settings_.input);
   if (video_.frame_count < 1) throw std::runtime_error(settings_.input + ": the video has no frames");
   size_ = io::model_size(video_.display_size(), static_cast<int>(settings_.long_side));
@@ -84,7 +68,8 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log)
   const bool cuda = torch::cuda::is_available();
   model::ModelOptions options;
   options.dtype = dtype_of(settings_.dtype, cuda);
-  options.device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  options.device = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::max(cuda_device, 0)))
+                        : c10::Device(c10::kCPU);
   model_ = std::make_unique<model::InstructPix2Pix>(settings_.model, options);
   text_ = model_->encode_instruction(settings_.instruction);
   if (!text_.truncated_text.empty())
@@ -97,23 +82,39 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log)
 
 Renderer::~Renderer() = default;
 
+c10::Device Renderer::device() const { return model_->options().device; }
+
 void Renderer::log(const std::string& line) const {
   if (log_) log_(line);
 }
 
-int64_t Renderer::num_chunks() const {
-  return (video_.frame_count + settings_.chunk_frames - 1) / settings_.chunk_frames;
+at::Tensor Renderer::source_frame(int64_t frame) {
+  StageTimer timer(times_, Stage::Read);
+  return to_image(reader_->read_frame(frame).image);
 }
 
-std::pair<int64_t, int64_t> Renderer::chunk_frames(int64_t chunk) const {
-  const int64_t first = chunk * settings_.chunk_frames;
-  return {first, std::min(settings_.chunk_frames, video_.frame_count - first)};
+at::Tensor Renderer::image_latents(int64_t frame) {
+  const auto cached = prefetched_.find(frame);
+  if (cached != prefetched_.end()) {
+    at::Tensor z = cached->second;
+    prefetched_.erase(cached);
+    return z;
+  }
+  const at::Tensor image = source_frame(frame);
+  StageTimer timer(times_, Stage::VaeEncode);
+  return model_->encode_image(image);
 }
-
-at::Tensor Renderer::source_frame(int64_t frame) { return to_image(reader_->read_frame(frame).image); }
 
 at::Tensor Renderer::source_latents(int64_t frame) {
-  return (model_->encode_image(source_frame(frame)) * model_->vae()->config().scaling_factor).to(at::kCPU);
+  return (image_latents(frame) * model_->vae()->config().scaling_factor).to(at::kCPU);
+}
+
+void Renderer::prefetch(int64_t chunk) {
+  const auto [first, count] = chunk_frames(chunk);
+  for (int64_t f = first; f < first + count; ++f) {
+    throw_if_stopped();
+    if (!prefetched_.count(f)) prefetched_[f] = image_latents(f);
+  }
 }
 
 adapt::SwapSettings Renderer::swap_settings() const {
@@ -130,28 +131,17 @@ adapt::SwapSettings Renderer::swap_settings() const {
 }
 
 void Renderer::adapt() {
+  // Each stage's result is a file; a stage whose file is complete (from an
+  // attempt that stopped later) is loaded instead of redone.
   const adapt::SwapSettings swap = swap_settings();
   const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
-  if (mode != adapt::FinetuneMode::Off) {
-    adapt::RootSettings root;
-    root.denoise = swap.denoise;
-    root.seed = settings_.seed;
-    root.frame = settings_.root_frame >= 0 ? settings_.root_frame : seeded_root_frame(settings_.seed, video_.frame_count);
-    root.candidates = settings_.candidates;
-    root.root_seed = settings_.root_seed;
-    if (root.frame >= video_.frame_count)
-      throw SettingsError("--root-frame " + std::to_string(root.frame) + " is past the video's last frame (" +
-                          std::to_string(video_.frame_count - 1) + ")");
-    log("adaptation: editing root frame " + std::to_string(root.frame) + " with " +
-        std::to_string(root.candidates) + " seeds");
-    const adapt::RootPair pair = adapt::make_root_pair(*model_, source_frame(root.frame), text_, root,
-                                                       dir_.contact_sheet());
-    log("adaptation: root pair is candidate " + std::to_string(pair.index) +
-        (pair.automatic ? " (automatic: the medoid of the candidates)" : " (--root-seed)") + "; contact sheet " +
-        dir_.contact_sheet());
-    io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}},
-                        {{"root_frame", root.frame}, {"candidate", pair.index}});
-
+  if (mode != adapt::FinetuneMode::Off && io::is_valid_checkpoint(dir_.adapter())) {
+    load_adapter();
+    log("adaptation: loaded the adapter of an earlier attempt");
+  } else if (mode != adapt::FinetuneMode::Off) {
+    StageTimer timer(times_, Stage::Adaptation);
+    const RootPairImages pair = root_pair();
+    throw_if_stopped();
     const auto tuning = adapt::make_tuning_set(pair.source, pair.edit, settings_.augment, settings_.seed);
     const adapt::TuningLatents latents = adapt::encode_tuning_set(*model_, tuning, text_);
     adapt::FinetuneOptions ft;
@@ -174,24 +164,60 @@ void Renderer::adapt() {
                   result.losses.empty() ? 0.0 : result.losses.front(),
                   result.losses.empty() ? 0.0 : result.losses.back());
     log(line);
+    StageTimer write(times_, Stage::Checkpoint);
     if (lora_) adapt::save_lora(dir_.adapter(), *lora_);
     else io::save_checkpoint(dir_.adapter(), result.weights, {{"mode", std::string("full")}});
   }
 
-  if (swap.mode != adapt::AttentionMode::Own) {
-    const std::vector<int64_t> keys = adapt::key_frame_indices(video_.frame_count, settings_.group_size);
-    std::vector<at::Tensor> images;
-    for (int64_t k : keys) images.push_back(source_frame(k));
-    std::string list;
-    for (int64_t k : keys) list += (list.empty() ? "" : ", ") + std::to_string(k);
-    log("gather: key frames " + list);
-    group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap);
-    io::save_checkpoint(dir_.group(), group_.to_named(), {{"key_frames", list}});
-    log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
+  throw_if_stopped();
+  if (swap.mode == adapt::AttentionMode::Own) return;
+  if (io::is_valid_checkpoint(dir_.group())) {
+    StageTimer timer(times_, Stage::Checkpoint);
+    group_ = adapt::AttentionGroup::from_named(io::load_checkpoint(dir_.group()).tensors);
+    log("gather: loaded the attention group of an earlier attempt");
+    return;
   }
+  StageTimer timer(times_, Stage::Gather);
+  const std::vector<int64_t> keys = adapt::key_frame_indices(video_.frame_count, settings_.group_size);
+  std::vector<at::Tensor> images;
+  for (int64_t k : keys) images.push_back(source_frame(k));
+  std::string list;
+  for (int64_t k : keys) list += (list.empty() ? "" : ", ") + std::to_string(k);
+  log("gather: key frames " + list);
+  group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap);
+  io::save_checkpoint(dir_.group(), group_.to_named(), {{"key_frames", list}});
+  log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
 }
 
-void Renderer::load_adaptation() {
+Renderer::RootPairImages Renderer::root_pair() {
+  if (io::is_valid_checkpoint(dir_.root_pair())) {
+    const io::Checkpoint c = io::load_checkpoint(dir_.root_pair());
+    log("adaptation: loaded the root pair of an earlier attempt");
+    return {c.tensors.at("source"), c.tensors.at("edit")};
+  }
+  adapt::RootSettings root;
+  root.denoise = swap_settings().denoise;
+  root.seed = settings_.seed;
+  root.frame = settings_.root_frame >= 0 ? settings_.root_frame : seeded_root_frame(settings_.seed, video_.frame_count);
+  root.candidates = settings_.candidates;
+  root.root_seed = settings_.root_seed;
+  if (root.frame >= video_.frame_count)
+    throw SettingsError("--root-frame " + std::to_string(root.frame) + " is past the video's last frame (" +
+                        std::to_string(video_.frame_count - 1) + ")");
+  log("adaptation: editing root frame " + std::to_string(root.frame) + " with " + std::to_string(root.candidates) +
+      " seeds");
+  const adapt::RootPair pair =
+      adapt::make_root_pair(*model_, source_frame(root.frame), text_, root, dir_.contact_sheet());
+  log("adaptation: root pair is candidate " + std::to_string(pair.index) +
+      (pair.automatic ? " (automatic: the medoid of the candidates)" : " (--root-seed)") + "; contact sheet " +
+      dir_.contact_sheet());
+  io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}},
+                      {{"root_frame", root.frame}, {"candidate", pair.index}});
+  return {pair.source, pair.edit};
+}
+
+void Renderer::load_adapter() {
+  StageTimer timer(times_, Stage::Checkpoint);
   const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
   if (mode == adapt::FinetuneMode::Lora) {
     lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), adapt::read_lora_options(dir_.adapter()));
@@ -200,71 +226,163 @@ void Renderer::load_adaptation() {
   } else if (mode == adapt::FinetuneMode::Full) {
     adapt::load_unet_state(*model_->unet(), io::load_checkpoint(dir_.adapter()).tensors);
   }
-  if (adapt::attention_mode_from_name(settings_.attention) != adapt::AttentionMode::Own)
+}
+
+bool Renderer::adaptation_on_disk() const {
+  const bool adapter = settings_.finetune == "off" || io::is_valid_checkpoint(dir_.adapter());
+  const bool group = settings_.attention == "own" || io::is_valid_checkpoint(dir_.group());
+  return adapter && group;
+}
+
+std::map<std::string, at::Tensor> Renderer::adapter_tensors() const {
+  if (lora_) return lora_->named_tensors();
+  if (settings_.finetune != "full") return {};
+  std::map<std::string, at::Tensor> state;
+  for (const auto& p : model_->unet()->named_parameters()) state[p.key()] = p.value().detach();
+  for (const auto& b : model_->unet()->named_buffers()) state[b.key()] = b.value();
+  return state;
+}
+
+void Renderer::install_adaptation(const std::map<std::string, at::Tensor>& adapter,
+                                  const std::map<std::string, at::Tensor>& group) {
+  const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
+  if (mode == adapt::FinetuneMode::Lora) {
+    adapt::LoraOptions lo;
+    lo.rank = settings_.lora_rank;
+    lo.seed = settings_.seed;
+    lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), lo);
+    lora_->load_named(adapter);
+    lora_->attach(*model_->unet());
+  } else if (mode == adapt::FinetuneMode::Full) {
+    adapt::load_unet_state(*model_->unet(), adapter);
+  }
+  if (settings_.attention != "own") group_ = adapt::AttentionGroup::from_named(group);
+}
+
+void Renderer::load_adaptation() {
+  if (settings_.finetune != "off") load_adapter();
+  if (settings_.attention != "own") {
+    StageTimer timer(times_, Stage::Checkpoint);
     group_ = adapt::AttentionGroup::from_named(io::load_checkpoint(dir_.group()).tensors);
+  }
 }
 
 at::Tensor Renderer::frame_latents(int64_t frame) {
   const adapt::SwapSettings swap = swap_settings();
-  const at::Tensor image = source_frame(frame);
-  const at::Tensor image_latents = model_->encode_image(image);
-  model::StepHook blend;
+  const at::Tensor image_latents = this->image_latents(frame);
+  throw_if_stopped();
+  StageTimer timer(times_, Stage::Denoise);
+  at::Tensor src, m;
   if (mask_) {
     // Local latent adaptation (adaptation/latent_blend.h): the source latent,
     // scaled like the generated one, noised to each step's level.
-    const at::Tensor src = image_latents * model_->vae()->config().scaling_factor;
-    const at::Tensor m = adapt::feather_mask(
-        adapt::mask_to_latent_grid(mask_->mask(frame), src.size(2), src.size(3)), settings_.mask_feather);
-    blend = [&, src, m](const model::StepInfo& info, at::Tensor& latents) {
-      const at::Tensor noise =
-          model::make_noise(src.sizes(), settings_.seed, frame, kMaskNoiseStep + info.step).to(src.device());
-      const at::Tensor noised = info.scheduler.add_noise(src, noise, info.step + 1);
-      latents = adapt::blend_latents(latents, noised, adapt::step_mask(m.to(src.device()), info.step, info.num_steps));
-    };
+    src = image_latents * model_->vae()->config().scaling_factor;
+    m = adapt::feather_mask(adapt::mask_to_latent_grid(mask_->mask(frame), src.size(2), src.size(3)),
+                            settings_.mask_feather)
+            .to(src.device());
   }
-  return adapt::swap_denoise(*model_, image_latents, frame, group_, text_, swap, blend).to(at::kCPU);
+  // Between steps: stop when asked (the frame is abandoned), then blend.
+  const model::StepHook on_step = [&](const model::StepInfo& info, at::Tensor& latents) {
+    throw_if_stopped();
+    if (!mask_) return;
+    const at::Tensor noise =
+        model::make_noise(src.sizes(), settings_.seed, frame, kMaskNoiseStep + info.step).to(src.device());
+    const at::Tensor noised = info.scheduler.add_noise(src, noise, info.step + 1);
+    latents = adapt::blend_latents(latents, noised, adapt::step_mask(m, info.step, info.num_steps));
+  };
+  return adapt::swap_denoise(*model_, image_latents, frame, group_, text_, swap, on_step).to(at::kCPU);
 }
 
 at::Tensor Renderer::decode_frame(const at::Tensor& latents) const {
   return model::image_to_rgb8(model_->decode(latents.to(model_->options().device)))[0];
 }
 
-void Renderer::render_chunk(int64_t chunk) {
-  const auto [first, count] = chunk_frames(chunk);
-  io::CheckpointWriter latents(dir_.chunk_latents(chunk));
+void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& latents) {
   io::EncodeOptions enc;
   enc.crf = static_cast<int>(settings_.crf);
   enc.preset = settings_.preset;
-  enc.first_frame = first;
+  enc.first_frame = chunk_frames(chunk).first;
   io::VideoWriter segment(dir_.chunk_segment(chunk), size_, video_.frame_rate, enc);
-  for (int64_t f = first; f < first + count; ++f) {
-    const at::Tensor z = frame_latents(f);
-    latents.write("frame_" + std::to_string(f), z);
-    segment.write(to_rgb(decode_frame(z)));
+  for (const at::Tensor& z : latents) {
+    throw_if_stopped();
+    at::Tensor rgb;
+    {
+      StageTimer timer(times_, Stage::VaeDecode);
+      rgb = decode_frame(z);
+    }
+    StageTimer timer(times_, Stage::Encode);
+    segment.write(to_rgb(rgb));
   }
-  latents.set_string("settings_hash", settings_.hash());
-  latents.set_int("first_frame", first);
-  latents.set_int("frames", count);
-  latents.commit();
+  StageTimer timer(times_, Stage::Encode);
   segment.finish();
-  log("chunk " + std::to_string(chunk + 1) + "/" + std::to_string(num_chunks()) + ": frames " +
-      std::to_string(first) + ".." + std::to_string(first + count - 1));
 }
 
-void Renderer::assemble() const {
+int64_t Renderer::render_chunk(int64_t chunk) {
+  const auto [first, count] = chunk_frames(chunk);
+  const std::string hash = settings_.hash();
+  std::error_code ec;
+  if (chunk_latents_done(dir_, chunk, plan(), hash)) {
+    if (fs::is_regular_file(dir_.chunk_segment(chunk), ec)) return 0;
+    // Latents kept, segment lost: decoding is all it takes.
+    std::vector<at::Tensor> latents;
+    {
+      StageTimer timer(times_, Stage::Checkpoint);
+      const io::CheckpointReader r(dir_.chunk_latents(chunk));
+      for (int64_t f = first; f < first + count; ++f) latents.push_back(r.read("frame_" + std::to_string(f)));
+    }
+    write_segment(chunk, latents);
+    log("chunk " + std::to_string(chunk) + ": segment re-encoded from its latents");
+    return 0;
+  }
+
+  // Every frame goes to its own file as soon as it is done, so a stop loses
+  // at most the frames in hand.
+  fs::create_directories(dir_.frames_dir(chunk));
+  std::vector<at::Tensor> latents;
+  int64_t denoised = 0;
+  for (int64_t f = first; f < first + count; ++f) {
+    const std::string path = dir_.frame_latents(chunk, f);
+    at::Tensor z;
+    if (fs::is_regular_file(path, ec)) {
+      StageTimer timer(times_, Stage::Checkpoint);
+      try {
+        const io::Checkpoint c = io::load_checkpoint(path);
+        if (std::get<std::string>(c.attributes.at("settings_hash")) == hash) z = c.tensors.at("latents");
+      } catch (const std::exception& e) {
+        log("redoing frame " + std::to_string(f) + ": " + e.what());
+      }
+    }
+    if (!z.defined()) {
+      z = frame_latents(f);
+      ++denoised;
+      ++times_.frames;
+      StageTimer timer(times_, Stage::Checkpoint);
+      io::save_checkpoint(path, {{"latents", z}}, {{"settings_hash", hash}, {"frame", f}});
+    }
+    latents.push_back(z);
+  }
+  write_segment(chunk, latents);
+  {
+    StageTimer timer(times_, Stage::Checkpoint);
+    io::CheckpointWriter out(dir_.chunk_latents(chunk));
+    for (int64_t i = 0; i < count; ++i) out.write("frame_" + std::to_string(first + i), latents[i]);
+    out.set_string("settings_hash", hash);
+    out.set_int("first_frame", first);
+    out.set_int("frames", count);
+    out.commit();
+  }
+  fs::remove_all(dir_.frames_dir(chunk), ec);  // merged into the chunk's file
+  return denoised;
+}
+
+void Renderer::assemble() {
+  StageTimer timer(times_, Stage::Concat);
   std::vector<std::string> segments;
   for (int64_t c = 0; c < num_chunks(); ++c) segments.push_back(dir_.chunk_segment(c));
   io::ConcatOptions options;
   options.audio_source = video_.audio.empty() ? "" : settings_.input;
   const io::ConcatResult r = io::concat_segments(segments, settings_.output, options);
   log("wrote " + settings_.output + ": " + std::to_string(r.frames) + " frames");
-}
-
-void render_all(const RenderSettings& settings, const std::string& workdir, const LogFn& log) {
-  Renderer r(settings, workdir, log);
-  r.adapt();
-  for (int64_t c = 0; c < r.num_chunks(); ++c) r.render_chunk(c);
-  r.assemble();
 }
 
 }  // namespace via::rank

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "io/video_reader.h"
 #include "model/pipeline.h"
 #include "rank/settings.h"
+#include "rank/timings.h"
+#include "rank/workdir.h"
 
 namespace via::adapt {
 class LoraAdapter;
@@ -28,34 +31,32 @@ namespace via::rank {
 /// Receives one line of progress per event (stage changes, chunks done).
 using LogFn = std::function<void(const std::string& line)>;
 
-/// What a render leaves in its work directory (DESIGN.md §7).
-struct WorkDir {
-  std::string root;
-  std::string settings() const { return root + "/settings.json"; }
-  std::string contact_sheet() const { return root + "/candidates.png"; }
-  std::string root_pair() const { return root + "/root_pair.h5"; }
-  std::string adapter() const { return root + "/adapter.h5"; }
-  std::string group() const { return root + "/attention_group.h5"; }
-  std::string chunk_latents(int64_t chunk) const;
-  std::string chunk_segment(int64_t chunk) const;
-};
-
 /// Contract: construct (loads the video's facts and the model), adapt() once
-/// (or load_adaptation() with the files another process wrote), then render
-/// chunks in any order and on any process: a frame's output is a pure
+/// (or load_adaptation() with the files another process wrote, or
+/// install_adaptation() with tensors broadcast from another rank), then
+/// render chunks in any order and on any process: a frame's output is a pure
 /// function of (video, frame index, settings, model, adapter, group)
-/// (DESIGN.md §6). Not thread-safe.
+/// (DESIGN.md §6). Long calls stop at the next denoising step once a stop
+/// signal arrived (rank/stop.h: they throw Stopped); what they finished is
+/// on disk. Not thread-safe.
 class Renderer {
  public:
-  Renderer(RenderSettings settings, std::string workdir, LogFn log = {});
+  /// `cuda_device`: the CUDA device to run on; -1 picks device 0 when CUDA
+  /// is available, the CPU otherwise.
+  Renderer(RenderSettings settings, std::string workdir, LogFn log = {}, int cuda_device = -1);
   ~Renderer();
 
   const RenderSettings& settings() const { return settings_; }
   const io::VideoInfo& video() const { return video_; }
   const WorkDir& workdir() const { return dir_; }
-  int64_t num_chunks() const;
+  /// Where the model runs (and received tensors go).
+  c10::Device device() const;
+  ChunkPlan plan() const { return {video_.frame_count, settings_.chunk_frames}; }
+  int64_t num_chunks() const { return plan().chunks(); }
   /// [first, first + count) of chunk `chunk`.
-  std::pair<int64_t, int64_t> chunk_frames(int64_t chunk) const;
+  std::pair<int64_t, int64_t> chunk_frames(int64_t chunk) const { return plan().range(chunk); }
+  /// Time spent so far, per stage.
+  StageTimes& times() { return times_; }
 
   /// Root candidates and choice, tuning set, fine-tuning and gather; writes
   /// the contact sheet, root pair, adapter and attention group to the work
@@ -63,16 +64,33 @@ class Renderer {
   void adapt();
   /// Loads the adapter and the group adapt() wrote (another process's).
   void load_adaptation();
+  /// Whether adapt() finished in this work directory (its files are complete).
+  bool adaptation_on_disk() const;
+  /// The adapter's tensors (LoRA or the fine-tuned UNet's; empty when
+  /// fine-tuning is off) and the group's (empty for --attention own), as
+  /// adapt() or load_adaptation() left them: for broadcasting to other ranks.
+  std::map<std::string, at::Tensor> adapter_tensors() const;
+  std::map<std::string, at::Tensor> group_tensors() const { return group_.to_named(); }
+  /// Installs tensors another rank's adapter_tensors() / group_tensors() gave.
+  void install_adaptation(const std::map<std::string, at::Tensor>& adapter,
+                          const std::map<std::string, at::Tensor>& group);
+  /// Reads and encodes the source frames of `chunk` ahead of time (what a
+  /// rank does while rank 0 adapts); render_chunk() uses them.
+  void prefetch(int64_t chunk);
 
   /// The frame's final latents [1, C, h, w] (fp32, CPU).
   at::Tensor frame_latents(int64_t frame);
   /// The decoded frame as bytes [H, W, 3] (uint8, CPU).
   at::Tensor decode_frame(const at::Tensor& latents) const;
 
-  /// Renders one chunk: its latents checkpoint and its segment.
-  void render_chunk(int64_t chunk);
+  /// Renders one chunk: each frame's latents to its own file as it finishes,
+  /// then the chunk's segment and latents file (the frame files go). Frames
+  /// already on disk are not redone; a chunk already done is left as is
+  /// (its segment is re-encoded from its latents if missing). Returns the
+  /// frames denoised.
+  int64_t render_chunk(int64_t chunk);
   /// Concatenates every chunk's segment with the source's audio into the output.
-  void assemble() const;
+  void assemble();
 
   /// The source frame, resized to the model size: [1, 3, H, W] in [0, 1].
   at::Tensor source_frame(int64_t frame);
@@ -83,6 +101,13 @@ class Renderer {
  private:
   void log(const std::string& line) const;
   adapt::SwapSettings swap_settings() const;
+  at::Tensor image_latents(int64_t frame);
+  struct RootPairImages {
+    at::Tensor source, edit;
+  };
+  RootPairImages root_pair();  // made, or loaded from an earlier attempt
+  void load_adapter();
+  void write_segment(int64_t chunk, const std::vector<at::Tensor>& latents);
 
   RenderSettings settings_;
   WorkDir dir_;
@@ -95,9 +120,8 @@ class Renderer {
   std::unique_ptr<adapt::LoraAdapter> lora_;
   adapt::AttentionGroup group_;
   std::unique_ptr<adapt::MaskSource> mask_;
+  std::map<int64_t, at::Tensor> prefetched_;  // frame -> image latents (unscaled)
+  StageTimes times_;
 };
-
-/// The whole render in this process: adapt, every chunk, assemble.
-void render_all(const RenderSettings& settings, const std::string& workdir, const LogFn& log = {});
 
 }  // namespace via::rank

@@ -1,0 +1,102 @@
+#pragma once
+// Progress of a render, read from its work directory alone: the aggregated
+// progress line rank 0 prints while ranks render (every rank's finished
+// frames are files), and `via status`, which works while a render runs, after
+// it stopped, or after it finished.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "rank/workdir.h"
+
+namespace via::rank {
+
+/// The video's frames and chunking, written by rank 0 at the start
+/// (plan.json), so status needs neither the video nor the model.
+void write_plan(const WorkDir& dir, const ChunkPlan& plan);
+bool read_plan(const WorkDir& dir, ChunkPlan* plan);
+
+/// The Slurm job this process runs in, from the environment ("" outside).
+struct SlurmJob {
+  std::string job_id;         // SLURM_JOB_ID
+  std::string array_job_id;   // SLURM_ARRAY_JOB_ID
+  std::string array_task_id;  // SLURM_ARRAY_TASK_ID
+  int64_t restart_count = 0;  // SLURM_RESTART_COUNT
+  static SlurmJob from_environment();
+  bool empty() const { return job_id.empty(); }
+  nlohmann::json to_json() const;
+};
+
+/// Appends one line to attempts.jsonl (rank 0): when an attempt starts and
+/// how it ended.
+void record_attempt_start(const WorkDir& dir, int ranks, bool resume);
+void record_attempt_end(const WorkDir& dir, const std::string& result, const std::string& message = "");
+
+/// What rank `rank` is doing, for status (progress/rank_R.json).
+void write_rank_progress(const WorkDir& dir, int rank, const std::string& stage, int64_t chunk);
+
+/// Finished chunks and frames on disk. Chunks found done are remembered
+/// (a finished chunk stays finished), so polling costs little.
+class DiskProgress {
+ public:
+  DiskProgress(WorkDir dir, ChunkPlan plan, std::string settings_hash);
+  struct Counts {
+    int64_t chunks_done = 0, frames_done = 0;  // frames: of finished chunks, plus frame files
+    int64_t segments = 0;
+  };
+  Counts scan();
+  const ChunkPlan& plan() const { return plan_; }
+
+ private:
+  WorkDir dir_;
+  ChunkPlan plan_;
+  std::string hash_;
+  std::set<int64_t> done_;
+};
+
+/// Rank 0's progress line: frames done / total, frames per second (of this
+/// attempt), ETA. On a terminal one line updated in place every second;
+/// otherwise a plain line when progress was made, at most every `interval`.
+/// Runs on its own thread from start() to stop() (or destruction).
+class ProgressReporter {
+ public:
+  using Print = std::function<void(const std::string& text, bool in_place)>;
+  ProgressReporter(DiskProgress progress, bool terminal, Print print,
+                   std::chrono::seconds interval = std::chrono::seconds(10));
+  ~ProgressReporter();
+  ProgressReporter(const ProgressReporter&) = delete;
+  ProgressReporter& operator=(const ProgressReporter&) = delete;
+
+  void start();
+  /// Prints the last line (and ends the in-place line) and joins the thread.
+  void stop();
+
+ private:
+  void run();
+  std::string line(const DiskProgress::Counts& c, double seconds) const;
+
+  DiskProgress progress_;
+  bool terminal_;
+  Print print_;
+  std::chrono::seconds interval_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  int64_t start_frames_ = 0;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Everything `via status` shows, from the files alone.
+nlohmann::json workdir_status(const WorkDir& dir);
+/// The human form of workdir_status().
+std::string format_status(const nlohmann::json& status);
+
+}  // namespace via::rank

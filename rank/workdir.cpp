@@ -1,0 +1,232 @@
+#include "rank/workdir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace via::rank {
+namespace {
+
+std::string numbered(const std::string& dir, const char* stem, int64_t n, const char* ext) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "/%s_%06lld%s", stem, static_cast<long long>(n), ext);
+  return dir + buf;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "?";
+  return buf;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// What a stopped attempt may have left half-written: checkpoint temporaries
+// ("<name>.tmp.<pid>.<n>"), unfinished segments and outputs ("<name>.part"),
+// and settings.json's temporary.
+bool is_leftover(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return name.find(".tmp.") != std::string::npos || (name.size() > 5 && ends_with(name, ".part")) ||
+         ends_with(name, ".tmp");
+}
+
+void remove_leftovers(const fs::path& dir, bool recurse) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) {
+      if (recurse) remove_leftovers(entry.path(), false);
+    } else if (is_leftover(entry.path())) {
+      fs::remove(entry.path(), ec);
+    }
+  }
+}
+
+void make_dir(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throw WorkDirError("cannot create " + path + ": " + ec.message());
+}
+
+// "long_side" -> "--long-side"
+std::string flag_of(const std::string& key) {
+  std::string flag = "--" + key;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return flag;
+}
+
+}  // namespace
+
+std::string WorkDir::frames_dir(int64_t chunk) const { return numbered(root + "/frames", "chunk", chunk, ""); }
+std::string WorkDir::frame_latents(int64_t chunk, int64_t frame) const {
+  return numbered(frames_dir(chunk), "frame", frame, ".h5");
+}
+std::string WorkDir::chunk_latents(int64_t chunk) const { return numbered(root + "/chunks", "chunk", chunk, ".h5"); }
+std::string WorkDir::chunk_segment(int64_t chunk) const {
+  return numbered(root + "/segments", "chunk", chunk, ".mp4");
+}
+std::string WorkDir::claim(int64_t chunk) const { return numbered(claims_dir(), "chunk", chunk, ""); }
+std::string WorkDir::progress(int rank) const { return numbered(progress_dir(), "rank", rank, ".json"); }
+
+WorkDirLock::WorkDirLock(const WorkDir& dir) {
+  make_dir(dir.root);
+  fd_ = ::open(dir.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw WorkDirError("cannot open " + dir.lock() + ": " + errno_text());
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (err != EWOULDBLOCK) throw WorkDirError("cannot lock " + dir.lock() + ": " + std::strerror(err));
+    std::string holder;
+    held(dir, &holder);
+    throw WorkDirError("work directory " + dir.root + " is in use by another render" +
+                       (holder.empty() ? "" : " (" + holder + ")") + "; wait for it to end, or stop it first");
+  }
+  const std::string who = "pid " + std::to_string(::getpid()) + " on host " + host_name() + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, who.data(), who.size(), 0) != static_cast<ssize_t>(who.size())) {
+    const std::string why = errno_text();
+    ::close(fd_);
+    fd_ = -1;
+    throw WorkDirError("cannot write " + dir.lock() + ": " + why);
+  }
+}
+
+WorkDirLock::~WorkDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+}
+
+bool WorkDirLock::held(const WorkDir& dir, std::string* holder) {
+  const int fd = ::open(dir.lock().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool busy = false;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0) busy = (errno == EWOULDBLOCK);
+  else ::flock(fd, LOCK_UN);
+  if (busy && holder) {
+    char buf[256] = {0};
+    const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    *holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' ')) holder->pop_back();
+  }
+  ::close(fd);
+  return busy;
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw WorkDirError("cannot write " + path + ": " + errno_text());
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                  ::fsync(::fileno(f)) == 0;
+  const std::string why = errno_text();
+  const bool closed = std::fclose(f) == 0;
+  std::error_code ec;
+  if (!ok || !closed) {
+    fs::remove(tmp, ec);
+    throw WorkDirError("cannot write " + path + ": " + why);
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw WorkDirError("cannot write " + path + ": " + ec.message());
+  }
+}
+
+bool read_settings(const WorkDir& dir, RenderSettings* settings) {
+  std::ifstream in(dir.settings());
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    nlohmann::json j = nlohmann::json::parse(text.str());
+    j.erase("settings_hash");  // written next to the settings, for people and scripts
+    *settings = RenderSettings::from_json(j);
+  } catch (const std::exception& e) {
+    throw WorkDirError(dir.settings() + " is damaged (" + e.what() +
+                       "); remove the work directory to start over");
+  }
+  return true;
+}
+
+void prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume) {
+  make_dir(dir.root);
+  RenderSettings stored;
+  if (read_settings(dir, &stored)) {
+    if (!resume)
+      throw WorkDirError("work directory " + dir.root +
+                         " already holds a render; add --resume to continue it (`via status " + dir.root +
+                         "` shows how far it got), or choose another directory");
+    const std::string key = stored.first_difference(settings);
+    if (!key.empty())
+      throw WorkDirError("work directory " + dir.root + " was made with other settings: " + flag_of(key) + " is " +
+                         stored.hashed().at(key).dump() + " there, " + settings.hashed().at(key).dump() +
+                         " here; resume with the same settings, or choose another directory");
+  }
+  remove_leftovers(dir.root, false);
+  for (const char* sub : {"/chunks", "/segments"}) remove_leftovers(dir.root + sub, false);
+  remove_leftovers(dir.root + "/frames", true);
+  std::error_code ec;
+  fs::remove_all(dir.claims_dir(), ec);
+  fs::remove_all(dir.progress_dir(), ec);
+  for (const char* sub : {"/chunks", "/segments", "/frames", "/claims", "/progress"}) make_dir(dir.root + sub);
+  nlohmann::json j = settings.to_json();
+  j["settings_hash"] = settings.hash();
+  write_file_atomic(dir.settings(), j.dump(2) + "\n");
+}
+
+bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash) {
+  const auto [first, count] = plan.range(chunk);
+  try {
+    const io::CheckpointReader r(dir.chunk_latents(chunk));
+    return r.get_string("settings_hash") == hash && r.get_int("first_frame") == first &&
+           r.get_int("frames") == count && r.size() == count;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+bool chunk_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash) {
+  std::error_code ec;
+  return fs::is_regular_file(dir.chunk_segment(chunk), ec) && chunk_latents_done(dir, chunk, plan, hash);
+}
+
+int64_t frames_on_disk(const WorkDir& dir, int64_t chunk) {
+  std::error_code ec;
+  int64_t n = 0;
+  for (const auto& entry : fs::directory_iterator(dir.frames_dir(chunk), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (starts_with(name, "frame_") && ends_with(name, ".h5")) ++n;
+  }
+  return n;
+}
+
+bool claim_chunk(const WorkDir& dir, int64_t chunk, int rank) {
+  const int fd = ::open(dir.claim(chunk).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return false;
+    throw WorkDirError("cannot claim chunk " + std::to_string(chunk) + " (" + dir.claim(chunk) + "): " + errno_text());
+  }
+  const std::string who = std::to_string(rank) + "\n";
+  const ssize_t ignored = ::write(fd, who.data(), who.size());  // informative only
+  (void)ignored;
+  ::close(fd);
+  return true;
+}
+
+}  // namespace via::rank

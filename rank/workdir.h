@@ -1,0 +1,110 @@
+#pragma once
+// The work directory of a render (DESIGN.md §7) and the rules for reusing
+// one: what a finished chunk or frame is, who may write there (a lock), how a
+// resume is checked against the settings, and which chunk a rank takes next.
+//
+// Layout:
+//   settings.json            the run's settings and their hash
+//   lock                     held (flock) by rank 0 while a render runs; says who
+//   attempts.jsonl           one line per start: time, ranks, resume, Slurm job
+//   candidates.png, root_pair.h5, adapter.h5, attention_group.h5   adaptation
+//   frames/chunk_N/frame_F.h5  a finished frame's latents, until its chunk is done
+//   chunks/chunk_N.h5        a finished chunk's latents ("frame_F"), attributes
+//                            settings_hash, first_frame, frames
+//   segments/chunk_N.mp4     a finished chunk's frames, encoded
+//   claims/chunk_N           which rank took chunk N in the running attempt
+//   progress/rank_R.json     what rank R does now (for `via status`)
+//   timings.json             time per stage and rank of the last finished attempt
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rank/settings.h"
+
+namespace via::rank {
+
+/// A problem with the work directory: in use, made with other settings,
+/// unwritable. The message names the directory and what to do.
+struct WorkDirError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Paths in a work directory.
+struct WorkDir {
+  std::string root;
+  std::string settings() const { return root + "/settings.json"; }
+  std::string lock() const { return root + "/lock"; }
+  std::string attempts() const { return root + "/attempts.jsonl"; }
+  std::string contact_sheet() const { return root + "/candidates.png"; }
+  std::string root_pair() const { return root + "/root_pair.h5"; }
+  std::string adapter() const { return root + "/adapter.h5"; }
+  std::string group() const { return root + "/attention_group.h5"; }
+  std::string timings() const { return root + "/timings.json"; }
+  std::string frames_dir(int64_t chunk) const;
+  std::string frame_latents(int64_t chunk, int64_t frame) const;
+  std::string chunk_latents(int64_t chunk) const;
+  std::string chunk_segment(int64_t chunk) const;
+  std::string claims_dir() const { return root + "/claims"; }
+  std::string claim(int64_t chunk) const;
+  std::string progress_dir() const { return root + "/progress"; }
+  std::string progress(int rank) const;
+};
+
+/// Frames [first, first + count) of each chunk of a video.
+struct ChunkPlan {
+  int64_t frames = 0;        // of the video
+  int64_t chunk_frames = 1;  // per chunk (the last may have fewer)
+  int64_t chunks() const { return (frames + chunk_frames - 1) / chunk_frames; }
+  std::pair<int64_t, int64_t> range(int64_t chunk) const {
+    const int64_t first = chunk * chunk_frames;
+    return {first, std::min(chunk_frames, frames - first)};
+  }
+};
+
+/// Holds the work directory's lock (an flock on WorkDir::lock(), released by
+/// the kernel when the process ends, however it ends) and records the holder.
+class WorkDirLock {
+ public:
+  /// Throws WorkDirError naming the holder when another render holds it.
+  explicit WorkDirLock(const WorkDir& dir);
+  ~WorkDirLock();
+  WorkDirLock(const WorkDirLock&) = delete;
+  WorkDirLock& operator=(const WorkDirLock&) = delete;
+
+  /// Whether some process holds the lock now, and what it wrote ("pid P on
+  /// host H"); never blocks, never throws.
+  static bool held(const WorkDir& dir, std::string* holder = nullptr);
+
+ private:
+  int fd_ = -1;
+};
+
+/// Rank 0, under the lock, before anything else: creates the directory, or
+/// checks it for a resume. Without `resume`, a directory that already holds
+/// a render is refused (so nothing is overwritten by accident); with it,
+/// settings that differ from the directory's are refused naming the first
+/// differing setting. Removes what a stopped attempt left half-written
+/// (temporary files, claims, progress) and writes settings.json.
+void prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume);
+
+/// Writes `text` to `path` through a temporary file and a rename.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+/// Reads the directory's settings.json into `settings`; false if there is
+/// none. Throws WorkDirError if it is damaged.
+bool read_settings(const WorkDir& dir, RenderSettings* settings);
+
+/// A finished chunk: its latents file is complete with this settings hash
+/// and frame range, and its segment exists.
+bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash);
+bool chunk_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash);
+/// The frame files present (finished frames of an unfinished chunk).
+int64_t frames_on_disk(const WorkDir& dir, int64_t chunk);
+
+/// Takes chunk `chunk` for this rank in the running attempt (an exclusive
+/// file creation: exactly one rank gets each chunk, on any shared file
+/// system). False when another rank took it first.
+bool claim_chunk(const WorkDir& dir, int64_t chunk, int rank);
+
+}  // namespace via::rank

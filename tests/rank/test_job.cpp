@@ -1,0 +1,173 @@
+// The distributed, resumable render through the command line: bit-identical
+// output for any number of ranks and across kills and resumes, refusals, the
+// lock, and `via status` (issue 5).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "io/video_reader.h"
+#include "rank/workdir.h"
+#include "tests/io/test_video_util.h"
+
+namespace fs = std::filesystem;
+using via::test::TempDir;
+
+namespace {
+
+std::string env(const char* name) { return std::getenv(name) ? std::getenv(name) : ""; }
+std::string tiny_model() { return env("VIA_SOURCE_DIR") + "/tests/reference/data/tiny_ip2p"; }
+
+// Every frame of a video as RGB bytes: the output compared bit for bit.
+std::vector<std::vector<uint8_t>> decoded_frames(const std::string& path) {
+  via::io::VideoReader reader(path);
+  std::vector<std::vector<uint8_t>> frames;
+  const int64_t n = via::io::probe_video(path).frame_count;
+  for (int64_t i = 0; i < n; ++i) frames.push_back(reader.read_frame(i).image.data);
+  return frames;
+}
+
+class Job : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    via::test::VideoSpec spec;
+    spec.width = 96;
+    spec.height = 64;
+    spec.rate = "24";
+    spec.seconds = 2.0;  // 48 frames: long enough to be interrupted mid-way
+    spec.audio = true;
+    input_ = via::test::make_video(dir_, "in.mp4", spec);
+  }
+
+  // `via render` with small settings, under `launcher` ("" = one process).
+  std::string render(const std::string& launcher, const std::string& out, const std::string& work,
+                     const std::string& extra = "") const {
+    return (launcher.empty() ? "" : launcher + " ") + env("VIA_BIN") + " render --input '" + input_ +
+           "' --output '" + dir_.file(out) + "' --model '" + tiny_model() +
+           "' --instruction 'make it a pencil sketch' --workdir '" + dir_.file(work) +
+           "' --long-side 64 --steps 4 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
+           " --chunk-frames 4 --threads 1 --seed 5 " + extra;
+  }
+  std::string mpirun(int np) const { return env("VIA_MPIRUN") + " -np " + std::to_string(np); }
+
+  TempDir dir_;
+  std::string input_;
+};
+
+TEST_F(Job, OutputIsTheSameForAnyNumberOfRanks) {
+  auto r = via::test::run(render("", "one.mp4", "w1"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto reference = decoded_frames(dir_.file("one.mp4"));
+  ASSERT_EQ(reference.size(), 48u);
+  const auto out = via::io::probe_video(dir_.file("one.mp4"));
+  EXPECT_EQ(out.audio.size(), 1u);
+  EXPECT_EQ(out.frame_rate.num, 24);
+
+  for (int np : {2, 3}) {
+    const std::string name = "np" + std::to_string(np);
+    r = via::test::run(render(mpirun(np), name + ".mp4", name), dir_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto frames = decoded_frames(dir_.file(name + ".mp4"));
+    ASSERT_EQ(frames.size(), reference.size()) << name;
+    for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(frames[i], reference[i]) << name << " frame " << i;
+    EXPECT_EQ(via::io::probe_video(dir_.file(name + ".mp4")).audio.size(), 1u);
+    // Every rank rendered: the chunks were shared out.
+    const auto timings = nlohmann::json::parse(via::test::read_file(dir_.file(name + "/timings.json")));
+    ASSERT_EQ(timings["per_rank"].size(), static_cast<size_t>(np));
+    int64_t frames_denoised = 0;
+    for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
+    EXPECT_EQ(frames_denoised, 48) << name;
+  }
+  // One progress line source: only rank 0 speaks.
+  EXPECT_EQ(r.err.find("rank 1"), std::string::npos) << r.err;
+}
+
+TEST_F(Job, KilledRankThenStoppedJobResumeToTheSameOutput) {
+  auto r = via::test::run(render("", "one.mp4", "w1"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto reference = decoded_frames(dir_.file("one.mp4"));
+
+  // 1. Two ranks; once two chunks are done, rank 1 is killed outright.
+  const std::string work = dir_.file("w");
+  const std::string kill_rank1 =
+      "(" + render(mpirun(2), "out.mp4", "w") + ") 2>'" + dir_.file("killed.err") + "' & job=$!; " +
+      "while [ ! -e '" + work + "/chunks/chunk_000001.h5' ] && kill -0 $job 2>/dev/null; do sleep 0.01; done; " +
+      "pid=$(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' '" + work + "/progress/rank_000001.json'); " +
+      "kill -9 $pid; wait $job";
+  r = via::test::run(kill_rank1, dir_);
+  EXPECT_NE(r.exit_code, 0) << "the job must end when a rank dies";
+  EXPECT_FALSE(fs::exists(dir_.file("out.mp4")));
+
+  // 2. Status from the files alone: some chunks done, not finished.
+  r = via::test::run(env("VIA_BIN") + " status --json '" + work + "'", dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto status = nlohmann::json::parse(r.out);
+  const int64_t done = status["stages"]["render"]["chunks_done"];
+  EXPECT_GE(done, 2);
+  EXPECT_LT(done, 12);
+  EXPECT_NE(status["state"], "finished");
+  EXPECT_EQ(status["stages"]["adapter"], "done");
+  r = via::test::run(env("VIA_BIN") + " status '" + work + "'", dir_);
+  EXPECT_NE(r.out.find("chunks " + std::to_string(done) + "/12"), std::string::npos) << r.out;
+
+  // 3. Three ranks resume; SIGUSR1 (Slurm's warning) to every rank stops them
+  //    with the requeue code once more chunks are done.
+  const std::string stop_all =
+      "(" + render(mpirun(3), "out.mp4", "w", "--resume") + ") 2>'" + dir_.file("stopped.err") + "' & job=$!; " +
+      "while [ $(ls '" + work + "/chunks' | wc -l) -lt " + std::to_string(done + 2) +
+      " ] && kill -0 $job 2>/dev/null; do sleep 0.01; done; " +
+      "for f in '" + work + "'/progress/rank_*.json; do kill -USR1 $(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' \"$f\"); done; " +
+      "wait $job";
+  r = via::test::run(stop_all, dir_);
+  EXPECT_EQ(r.exit_code, 75) << via::test::read_file(dir_.file("stopped.err"));
+  EXPECT_NE(via::test::read_file(dir_.file("stopped.err")).find("--resume"), std::string::npos);
+  r = via::test::run(env("VIA_BIN") + " status --json '" + work + "'", dir_);
+  const auto stopped = nlohmann::json::parse(r.out);
+  EXPECT_GT(stopped["stages"]["render"]["chunks_done"].get<int64_t>(), done);
+  EXPECT_EQ(stopped["attempts"], 2);
+
+  // 4. One process finishes it: the output equals the uninterrupted one.
+  r = via::test::run(render("", "out.mp4", "w", "--resume"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("loaded the adapter"), std::string::npos) << "adaptation must not be redone: " << r.err;
+  const auto frames = decoded_frames(dir_.file("out.mp4"));
+  ASSERT_EQ(frames.size(), reference.size());
+  for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(frames[i], reference[i]) << "frame " << i;
+  EXPECT_EQ(via::io::probe_video(dir_.file("out.mp4")).audio.size(), 1u);
+  r = via::test::run(env("VIA_BIN") + " status --json '" + work + "'", dir_);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["state"], "finished") << r.out;
+}
+
+TEST_F(Job, RefusesAWorkDirectoryOfOtherSettingsOrInUse) {
+  auto r = via::test::run(render("", "one.mp4", "w"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  r = via::test::run(render("", "two.mp4", "w"), dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+
+  r = via::test::run(render(mpirun(2), "two.mp4", "w", "--resume --crf 20"), dir_);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--crf is 18 there, 20 here"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_.file("two.mp4")));
+
+  {
+    via::rank::WorkDirLock held(via::rank::WorkDir{dir_.file("w")});
+    r = via::test::run(render("", "two.mp4", "w", "--resume"), dir_);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("in use by another render (pid"), std::string::npos) << r.err;
+  }
+  // Everything was finished: a resume only writes the output again.
+  r = via::test::run(render("", "two.mp4", "w", "--resume"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(decoded_frames(dir_.file("two.mp4")), decoded_frames(dir_.file("one.mp4")));
+
+  // An unwritable work directory (a path through a file): one clear line.
+  r = via::test::run(render("", "three.mp4", "in.mp4/work"), dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("in.mp4/work"), std::string::npos) << r.err;
+}
+
+}  // namespace
