@@ -15,6 +15,7 @@ int cmd_edit_image(const Args& args);  // cmd_edit_image.cpp
 int cmd_make_tiny_model(const Args& args);  // cmd_make_tiny_model.cpp
 int cmd_render(const Args& args);  // cmd_render.cpp
 int cmd_status(const Args& args);  // cmd_status.cpp
+int cmd_submit(const Args& args);  // cmd_submit.cpp
 
 /// Thrown for a wrong command line; main() prints it with a usage hint, exit 2.
 struct UsageError : std::runtime_error {

@@ -18,6 +18,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"render", via::driver::cmd_render, "edit a whole video from one instruction (one process, or under mpirun / srun)"},
+    {"submit", via::driver::cmd_submit, "write a Slurm job script for a render (or a manifest of them) and sbatch it"},
     {"status", via::driver::cmd_status, "show how far a render got, from its work directory"},
     {"version", via::driver::cmd_version, "print via's version and the versions of its libraries"},
     {"probe", via::driver::cmd_probe, "print a video's facts (frames, rate, size, audio); --json for machines"},

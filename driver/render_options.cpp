@@ -9,14 +9,6 @@ std::string absolute(const std::string& path) {
   return path.empty() ? path : std::filesystem::absolute(path).lexically_normal().string();
 }
 
-// "long_side" <-> "--long-side"
-std::string flag_of(const std::string& key) {
-  std::string flag = key;
-  for (char& c : flag)
-    if (c == '_') c = '-';
-  return flag;
-}
-
 }  // namespace
 
 po::options_description render_options(RenderCommand& cmd) {
@@ -83,12 +75,13 @@ void finish_render_command(RenderCommand& cmd) {
 }
 
 std::vector<std::string> render_arguments(const RenderCommand& cmd) {
+  // Every setting, defaults included: a job script resubmitted after an
+  // upgrade that changed a default must still match its work directory.
   std::vector<std::string> args;
-  const nlohmann::json defaults = rank::RenderSettings{}.to_json();
-  const nlohmann::json mine = cmd.settings.to_json();
-  for (const auto& item : mine.items()) {
-    if (defaults.contains(item.key()) && defaults.at(item.key()) == item.value() && item.key() != "output") continue;
-    args.push_back("--" + flag_of(item.key()));
+  const nlohmann::json settings = cmd.settings.to_json();  // outlives items()
+  for (const auto& item : settings.items()) {
+    if (item.value().is_string() && item.value().get<std::string>().empty()) continue;  // no --mask
+    args.push_back(rank::flag_of(item.key()));
     args.push_back(item.value().is_string() ? item.value().get<std::string>() : item.value().dump());
   }
   args.push_back("--workdir");

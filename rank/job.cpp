@@ -161,12 +161,13 @@ int run_render_job(const RenderSettings& settings, const std::string& workdir, c
   //    the video's facts; nobody else touches the directory before.
   std::unique_ptr<WorkDirLock> lock;
   ChunkPlan plan;
+  bool resumed = false;  // rank 0: the directory already held this render
   {
     Outcome checked;
     if (root) {
       checked = attempt([&] {
         lock = std::make_unique<WorkDirLock>(dir);
-        prepare_workdir(dir, settings, options.resume);
+        resumed = prepare_workdir(dir, settings, options.resume);
         const io::VideoInfo video = io::probe_video(settings.input);
         if (video.frame_count < 1) throw std::runtime_error(settings.input + ": the video has no frames");
         plan = {video.frame_count, settings.chunk_frames};
@@ -187,7 +188,7 @@ int run_render_job(const RenderSettings& settings, const std::string& workdir, c
     }
     if (o.kind == "stopped") throw Stopped(o.signal);
   }
-  if (root) log(options.resume ? "resuming in " + dir.root : "work directory " + dir.root);
+  if (root) log((resumed ? "resuming in " : "work directory ") + dir.root);
 
   // A failure or stop from here on is recorded in attempts.jsonl for `via status`.
   std::unique_ptr<LastWords> last_words;
@@ -221,6 +222,9 @@ int run_render_job(const RenderSettings& settings, const std::string& workdir, c
       {
         StageTimer wait(r.times(), Stage::Wait);
         IdleScope idle;
+        // The barrier keeps rank 0's wait for the others' prefetch out of the
+        // broadcast's time (a small broadcast returns at once on its root).
+        comm.barrier();
         text = comm::broadcast_string(comm, adapted.to_json().dump(), 0);
       }
       const Outcome o = Outcome::from_json(nlohmann::json::parse(text));

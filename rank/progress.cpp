@@ -31,11 +31,6 @@ std::string now_iso() {
   return buf;
 }
 
-std::string host_name() {
-  char buf[256] = {0};
-  return gethostname(buf, sizeof(buf) - 1) == 0 ? buf : "?";
-}
-
 bool read_json(const std::string& path, nlohmann::json* out) {
   std::ifstream in(path);
   if (!in) return false;
@@ -261,9 +256,9 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   std::string state;
   if (running) state = "running";
   else if (attempts == 0) state = "not started";
-  else if (last_end.value("result", "") == "finished" && all_done) state = "finished";
-  else if (!last_end.is_null()) state = last_end.value("result", "stopped");
-  else state = "stopped without a record (killed?)";
+  else if (!last_end.is_object()) state = "stopped without a record (killed?)";
+  else if (last_end.value("result", "") != "finished") state = last_end.value("result", "stopped");
+  else state = all_done ? "finished" : "finished once, but chunks have since been removed";
   s["state"] = state;
   if (!last_end.is_null() && last_end.contains("message")) s["message"] = last_end["message"];
 

@@ -157,4 +157,11 @@ std::string RenderSettings::first_difference(const RenderSettings& other) const 
   return "";
 }
 
+std::string flag_of(const std::string& key) {
+  std::string flag = "--" + key;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return flag;
+}
+
 }  // namespace via::rank

@@ -74,4 +74,7 @@ struct RenderSettings {
   std::string first_difference(const RenderSettings& other) const;
 };
 
+/// The command-line flag of a settings key: "long_side" -> "--long-side".
+std::string flag_of(const std::string& key);
+
 }  // namespace via::rank

@@ -24,12 +24,6 @@ std::string numbered(const std::string& dir, const char* stem, int64_t n, const 
   return dir + buf;
 }
 
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "?";
-  return buf;
-}
-
 std::string errno_text() { return std::strerror(errno); }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
@@ -64,15 +58,12 @@ void make_dir(const std::string& path) {
   if (ec) throw WorkDirError("cannot create " + path + ": " + ec.message());
 }
 
-// "long_side" -> "--long-side"
-std::string flag_of(const std::string& key) {
-  std::string flag = "--" + key;
-  for (char& c : flag)
-    if (c == '_') c = '-';
-  return flag;
-}
-
 }  // namespace
+
+std::string host_name() {
+  char buf[256] = {0};
+  return gethostname(buf, sizeof(buf) - 1) == 0 ? buf : "?";
+}
 
 std::string WorkDir::frames_dir(int64_t chunk) const { return numbered(root + "/frames", "chunk", chunk, ""); }
 std::string WorkDir::frame_latents(int64_t chunk, int64_t frame) const {
@@ -164,10 +155,11 @@ bool read_settings(const WorkDir& dir, RenderSettings* settings) {
   return true;
 }
 
-void prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume) {
+bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume) {
   make_dir(dir.root);
   RenderSettings stored;
-  if (read_settings(dir, &stored)) {
+  const bool existing = read_settings(dir, &stored);
+  if (existing) {
     if (!resume)
       throw WorkDirError("work directory " + dir.root +
                          " already holds a render; add --resume to continue it (`via status " + dir.root +
@@ -188,6 +180,7 @@ void prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool re
   nlohmann::json j = settings.to_json();
   j["settings_hash"] = settings.hash();
   write_file_atomic(dir.settings(), j.dump(2) + "\n");
+  return existing;
 }
 
 bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash) {

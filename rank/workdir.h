@@ -85,8 +85,12 @@ class WorkDirLock {
 /// a render is refused (so nothing is overwritten by accident); with it,
 /// settings that differ from the directory's are refused naming the first
 /// differing setting. Removes what a stopped attempt left half-written
-/// (temporary files, claims, progress) and writes settings.json.
-void prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume);
+/// (temporary files, claims, progress) and writes settings.json. True when
+/// the directory already held this render (a resume).
+bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume);
+
+/// This machine's host name ("?" if unknown), for lock holders and progress.
+std::string host_name();
 
 /// Writes `text` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& text);

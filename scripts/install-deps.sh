@@ -9,6 +9,7 @@ PACKAGES=(
   libhdf5-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
   libboost-program-options-dev libgtest-dev nlohmann-json3-dev
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()
