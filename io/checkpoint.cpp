@@ -496,6 +496,14 @@ void CheckpointWriter::commit() {
     s_->tensors.reset();
     if (s_->file.close() < 0) h5::fail("H5Fclose", path, where);
     sync_path(s_->tmp, false, path);
+    // Read it back before it gets its name: on a file system that fills up
+    // (seen on tmpfs) HDF5 can report success for a file whose raw data never
+    // reached the disk, which reads back as zeros.
+    try {
+      CheckpointReader(s_->tmp).verify();
+    } catch (const CheckpointError& e) {
+      throw CheckpointError(path, where + ": it does not read back (" + e.detail() + "); is the disk full?");
+    }
     if (::rename(s_->tmp.c_str(), path.c_str()) != 0)
       throw CheckpointError(path, "renaming " + s_->tmp + " to the final name: " + std::strerror(errno));
     s_->committed = true;

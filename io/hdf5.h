@@ -72,10 +72,13 @@ inline void quiet() {
   }
 }
 
-/// The calling thread's HDF5 error stack as one line: the API call's entry,
-/// then the entries that carry a system error (errno: the cause of I/O
-/// failures), or else the innermost three ("H5Fopen(): unable to open file;
-/// ...; H5F__super_read(): truncated file: eof = 100, ..."). Clears the stack.
+/// The calling thread's HDF5 error stack as one line, then clears it. A
+/// failure with a system error behind it (a full disk, a lost mount) reads
+/// "H5Fcreate(): unable to create file: No space left on device": the API
+/// call's entry and the system's messages, since the rest (file descriptors,
+/// buffer addresses, offsets) means nothing to a user. Otherwise the API
+/// call's entry and the innermost three ("H5Fopen(): unable to open file;
+/// ...; H5F__super_read(): truncated file: eof = 100, ...").
 inline std::string error_stack() {
   std::vector<std::string> entries;
   auto walk = [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
@@ -96,18 +99,24 @@ inline std::string error_stack() {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk, &entries);
   H5Eclear2(H5E_DEFAULT);
   if (entries.empty()) return "no HDF5 error stack";
-  constexpr size_t kMaxShown = 4;
-  std::vector<size_t> shown;
-  for (size_t i = 1; i < entries.size() && shown.size() < kMaxShown; ++i)
-    if (entries[i].find("errno = ") != std::string::npos &&
-        std::none_of(shown.begin(), shown.end(), [&](size_t j) { return entries[j] == entries[i]; }))
-      shown.push_back(i);
-  if (shown.empty())
-    for (size_t i = std::max<size_t>(1, entries.size() < 4 ? 1 : entries.size() - 3); i < entries.size(); ++i)
-      shown.push_back(i);
+
+  // The POSIX driver's entries say "..., errno = 28, error message = 'No space left on device', ...".
+  static const std::string kSystem = "error message = '";
+  std::vector<std::string> system;
+  for (const std::string& entry : entries) {
+    const size_t at = entry.find(kSystem);
+    if (at == std::string::npos) continue;
+    const size_t from = at + kSystem.size(), to = entry.find('\'', from);
+    const std::string message = entry.substr(from, to == std::string::npos ? std::string::npos : to - from);
+    if (std::find(system.begin(), system.end(), message) == system.end()) system.push_back(message);
+  }
   std::string text = entries.front();
+  if (!system.empty()) {
+    for (size_t i = 0; i < system.size(); ++i) text += (i == 0 ? ": " : "; ") + system[i];
+    return text;
+  }
   size_t previous = 0;
-  for (size_t i : shown) {
+  for (size_t i = std::max<size_t>(1, entries.size() < 4 ? 1 : entries.size() - 3); i < entries.size(); ++i) {
     text += (i == previous + 1 ? "; " : "; ...; ") + entries[i];
     previous = i;
   }

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -31,43 +33,58 @@ std::vector<std::vector<uint8_t>> decoded_frames(const std::string& path) {
 
 class Job : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // One input and its uninterrupted one-process render, shared by the tests.
+  static void SetUpTestSuite() {
+    shared_ = new TempDir;
     via::test::VideoSpec spec;
     spec.width = 96;
     spec.height = 64;
     spec.rate = "24";
     spec.seconds = 2.0;  // 48 frames: long enough to be interrupted mid-way
     spec.audio = true;
-    input_ = via::test::make_video(dir_, "in.mp4", spec);
+    input_ = via::test::make_video(*shared_, "in.mp4", spec);
+    reference_video_ = shared_->file("one.mp4");
+    const auto r = via::test::run(render_command(reference_video_, shared_->file("w1")), *shared_);
+    if (r.exit_code != 0) throw std::runtime_error("the reference render failed: " + r.err);
+    reference_ = decoded_frames(reference_video_);
+  }
+  static void TearDownTestSuite() { delete shared_; }
+
+  static std::string render_command(const std::string& out, const std::string& work) {
+    return env("VIA_BIN") + " render --input '" + input_ + "' --output '" + out + "' --model '" + tiny_model() +
+           "' --instruction 'make it a pencil sketch' --workdir '" + work +
+           "' --long-side 64 --steps 4 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
+           " --chunk-frames 4 --threads 1 --seed 5 ";
   }
 
   // `via render` with small settings, under `launcher` ("" = one process).
   std::string render(const std::string& launcher, const std::string& out, const std::string& work,
                      const std::string& extra = "") const {
-    return (launcher.empty() ? "" : launcher + " ") + env("VIA_BIN") + " render --input '" + input_ +
-           "' --output '" + dir_.file(out) + "' --model '" + tiny_model() +
-           "' --instruction 'make it a pencil sketch' --workdir '" + dir_.file(work) +
-           "' --long-side 64 --steps 4 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
-           " --chunk-frames 4 --threads 1 --seed 5 " + extra;
+    return (launcher.empty() ? "" : launcher + " ") + render_command(dir_.file(out), dir_.file(work)) + extra;
   }
   std::string mpirun(int np) const { return env("VIA_MPIRUN") + " -np " + std::to_string(np); }
+  nlohmann::json status(const std::string& work) const {
+    const auto r = via::test::run(env("VIA_BIN") + " status --json '" + dir_.file(work) + "'", dir_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  }
 
   TempDir dir_;
-  std::string input_;
+  static inline TempDir* shared_ = nullptr;
+  static inline std::string input_, reference_video_;
+  static inline std::vector<std::vector<uint8_t>> reference_;
 };
 
 TEST_F(Job, OutputIsTheSameForAnyNumberOfRanks) {
-  auto r = via::test::run(render("", "one.mp4", "w1"), dir_);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto reference = decoded_frames(dir_.file("one.mp4"));
+  const auto& reference = reference_;
   ASSERT_EQ(reference.size(), 48u);
-  const auto out = via::io::probe_video(dir_.file("one.mp4"));
+  const auto out = via::io::probe_video(reference_video_);
   EXPECT_EQ(out.audio.size(), 1u);
   EXPECT_EQ(out.frame_rate.num, 24);
 
   for (int np : {2, 3}) {
     const std::string name = "np" + std::to_string(np);
-    r = via::test::run(render(mpirun(np), name + ".mp4", name), dir_);
+    const auto r = via::test::run(render(mpirun(np), name + ".mp4", name), dir_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto frames = decoded_frames(dir_.file(name + ".mp4"));
     ASSERT_EQ(frames.size(), reference.size()) << name;
@@ -79,15 +96,13 @@ TEST_F(Job, OutputIsTheSameForAnyNumberOfRanks) {
     int64_t frames_denoised = 0;
     for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
     EXPECT_EQ(frames_denoised, 48) << name;
+    // One progress line source: only rank 0 speaks.
+    EXPECT_EQ(r.err.find("rank 1"), std::string::npos) << r.err;
   }
-  // One progress line source: only rank 0 speaks.
-  EXPECT_EQ(r.err.find("rank 1"), std::string::npos) << r.err;
 }
 
 TEST_F(Job, KilledRankThenStoppedJobResumeToTheSameOutput) {
-  auto r = via::test::run(render("", "one.mp4", "w1"), dir_);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto reference = decoded_frames(dir_.file("one.mp4"));
+  const auto& reference = reference_;
 
   // 1. Two ranks; once two chunks are done (in either order: chunks are
   //    claimed dynamically), rank 1 is killed outright.
@@ -98,7 +113,7 @@ TEST_F(Job, KilledRankThenStoppedJobResumeToTheSameOutput) {
       "while [ " + chunks_done + " -lt 2 ] && kill -0 $job 2>/dev/null; do sleep 0.01; done; " +
       "pid=$(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' '" + work + "/progress/rank_000001.json'); " +
       "kill -9 $pid; wait $job";
-  r = via::test::run(kill_rank1, dir_);
+  auto r = via::test::run(kill_rank1, dir_);
   EXPECT_NE(r.exit_code, 0) << "the job must end when a rank dies";
   EXPECT_FALSE(fs::exists(dir_.file("out.mp4")));
 
@@ -165,12 +180,85 @@ TEST_F(Job, RefusesAWorkDirectoryOfOtherSettingsOrInUse) {
   // Everything was finished: a resume only writes the output again.
   r = via::test::run(render("", "two.mp4", "w", "--resume"), dir_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(decoded_frames(dir_.file("two.mp4")), decoded_frames(dir_.file("one.mp4")));
+  EXPECT_EQ(decoded_frames(dir_.file("one.mp4")), reference_);
+  EXPECT_EQ(decoded_frames(dir_.file("two.mp4")), reference_);
 
   // An unwritable work directory (a path through a file): one clear line.
-  r = via::test::run(render("", "three.mp4", "in.mp4/work"), dir_);
+  std::ofstream(dir_.file("a_file")) << "x";
+  r = via::test::run(render("", "three.mp4", "a_file/work"), dir_);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("in.mp4/work"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a_file/work"), std::string::npos) << r.err;
+}
+
+// A rank that throws mid-render (here: its chunk's segment cannot be written,
+// a directory is in the way) stops taking chunks; the other rank renders the
+// rest; the job ends with one error naming the rank and the file, keeps every
+// finished frame, and a resume only redoes what failed.
+TEST_F(Job, ARankThatFailsMidRenderIsNamedAndTheRestIsKept) {
+  const std::string blocked = dir_.file("w/segments/chunk_000005.mp4");
+  fs::create_directories(blocked);
+  auto r = via::test::run(render(mpirun(2), "out.mp4", "w"), dir_);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("via render: error: rank "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(blocked), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_.file("out.mp4")));
+  const auto failed = status("w");
+  EXPECT_EQ(failed["state"], "failed");
+  EXPECT_EQ(failed["stages"]["render"]["chunks_done"], 11) << failed.dump();
+  EXPECT_EQ(failed["stages"]["render"]["frames_done"], 48) << "chunk 5's frames are kept: " << failed.dump();
+
+  fs::remove(blocked);
+  r = via::test::run(render(mpirun(2), "out.mp4", "w", "--resume"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(decoded_frames(dir_.file("out.mp4")), reference_);
+  const auto timings = nlohmann::json::parse(via::test::read_file(dir_.file("w/timings.json")));
+  int64_t frames_denoised = 0;
+  for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
+  EXPECT_EQ(frames_denoised, 0) << "the resume only encodes chunk 5's segment";
+}
+
+// A work directory on a small file system that fills up mid-render: one
+// error naming the disk's message, every finished frame kept, and a resume
+// on a larger disk ends in the same output. Mounting needs root (as CI runs).
+TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root; not run";
+  // Room for the adaptation's files (as big as the reference's) and a little more.
+  uintmax_t room = 128 * 1024;
+  for (const char* name : {"root_pair.h5", "adapter.h5", "attention_group.h5", "candidates.png"})
+    room += (fs::file_size(shared_->file("w1/" + std::string(name))) + 4095) / 4096 * 4096;
+  const std::string disk = dir_.file("disk");
+  fs::create_directories(disk);
+  struct Mount {
+    std::string path;
+    ~Mount() { std::system(("umount -l '" + path + "' 2>/dev/null").c_str()); }
+  } mounted{disk};
+  auto r = via::test::run("mount -t tmpfs -o size=" + std::to_string(room / 1024) + "k tmpfs '" + disk + "'", dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  r = via::test::run(render(mpirun(2), "out.mp4", "disk/w"), dir_);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(disk + "/w/"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("errno"), std::string::npos) << "HDF5's internals stay out of the message: " << r.err;
+  EXPECT_FALSE(fs::exists(dir_.file("out.mp4")));
+  const auto failed = status("disk/w");
+  EXPECT_EQ(failed["state"], "failed");
+  EXPECT_EQ(failed["stages"]["adapter"], "done");
+  const int64_t kept = failed["stages"]["render"]["frames_done"];
+  EXPECT_GT(kept, 0);
+  EXPECT_LT(kept, 48);
+
+  r = via::test::run("mount -o remount,size=64m '" + disk + "'", dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = via::test::run(render(mpirun(2), "out.mp4", "disk/w", "--resume"), dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("loaded the adapter"), std::string::npos) << r.err;
+  EXPECT_EQ(decoded_frames(dir_.file("out.mp4")), reference_);
+  const auto timings = nlohmann::json::parse(via::test::read_file(disk + "/w/timings.json"));
+  int64_t frames_denoised = 0;
+  for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
+  EXPECT_EQ(frames_denoised, 48 - kept) << "kept frames are not denoised again";
 }
 
 }  // namespace
