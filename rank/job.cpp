@@ -138,6 +138,10 @@ void report_timings(const WorkDir& dir, const std::vector<StageTimes>& ranks, do
                   sum.seconds[i]);
     stages += buf;
   }
+  if (frames == 0) {  // a resume of a render whose every frame was on disk
+    console.log("every frame was already on disk: nothing was denoised");
+    return;
+  }
   char line[160];
   std::snprintf(line, sizeof(line), "%lld frames denoised in %.1f s (%.2f frames/s) on %zu rank%s; overhead %s",
                 static_cast<long long>(frames), wall, wall > 0 ? static_cast<double>(frames) / wall : 0.0,

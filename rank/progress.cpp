@@ -163,6 +163,11 @@ std::string ProgressReporter::line(const DiskProgress::Counts& c, double seconds
   const int64_t total = progress_.plan().frames;
   const double fps = seconds > 0 ? static_cast<double>(c.frames_done - start_frames_) / seconds : 0.0;
   char buf[160];
+  if (c.frames_done == total) {
+    std::snprintf(buf, sizeof(buf), "render: %lld/%lld frames (100%%)", static_cast<long long>(total),
+                  static_cast<long long>(total));
+    return buf;
+  }
   std::snprintf(buf, sizeof(buf), "render: %lld/%lld frames (%.1f%%), %.2f frames/s, ETA %s",
                 static_cast<long long>(c.frames_done), static_cast<long long>(total),
                 total ? 100.0 * static_cast<double>(c.frames_done) / static_cast<double>(total) : 100.0, fps,
