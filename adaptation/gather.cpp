@@ -60,7 +60,8 @@ std::vector<int64_t> key_frame_indices(int64_t num_frames, int64_t group_size, i
 
 AttentionGroup gather_group(const model::InstructPix2Pix& model, const at::Tensor& images,
                             const std::vector<int64_t>& frames, const model::TextEmbeddings& text,
-                            const SwapSettings& settings, const ControlWrapper& wrap, at::Tensor* key_latents) {
+                            const SwapSettings& settings, const ControlWrapper& wrap, at::Tensor* key_latents,
+                            const model::StepHook& on_step) {
   if (images.dim() != 4 || images.size(0) != static_cast<int64_t>(frames.size()) || frames.empty())
     throw std::invalid_argument("gather: expected key frame images [G, 3, H, W] with G = " +
                                 std::to_string(frames.size()) + " frame indices (G >= 1), got " +
@@ -76,7 +77,7 @@ AttentionGroup gather_group(const model::InstructPix2Pix& model, const at::Tenso
     std::unique_ptr<model::AttentionControl> holder;
     model::AttentionControl* control = wrapped(wrap, &gather, key, holder);
     finals.push_back(model.denoise(latents, text, initial_noise(latents, settings.seed, frames[i]),
-                                   settings.denoise, control, {}, model::frame_noise(settings.seed, {frames[i]})));
+                                   settings.denoise, control, on_step, model::frame_noise(settings.seed, {frames[i]})));
   }
   if (key_latents) *key_latents = at::cat(finals, 0);
   return group;

@@ -65,10 +65,11 @@ using ControlWrapper =
 /// settings name, and records the K/V each computes. Returns the attention
 /// group. With mode Own there is nothing to gather: returns an empty group.
 /// `key_latents`, when given, receives the key frames' final latents.
+/// `on_step` runs after every denoising step (a renderer's stop check).
 AttentionGroup gather_group(const model::InstructPix2Pix& model, const at::Tensor& images,
                             const std::vector<int64_t>& frames, const model::TextEmbeddings& text,
                             const SwapSettings& settings, const ControlWrapper& wrap = {},
-                            at::Tensor* key_latents = nullptr);
+                            at::Tensor* key_latents = nullptr, const model::StepHook& on_step = {});
 
 /// One frame's denoising with the settings' attention mode: image latents
 /// [1, C, h, w] (from encode_image) of frame `frame` -> final latents. The

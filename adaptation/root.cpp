@@ -65,7 +65,7 @@ at::Tensor edit_candidates(const model::InstructPix2Pix& model, const at::Tensor
   for (int64_t k = 0; k < settings.candidates; ++k) {
     const uint64_t seed = candidate_seed(settings.seed, k);
     const at::Tensor noise = model::make_noise(latents.sizes(), seed, settings.frame, -1);
-    const at::Tensor out = model.denoise(latents, text, noise, settings.denoise, nullptr, {},
+    const at::Tensor out = model.denoise(latents, text, noise, settings.denoise, nullptr, settings.on_step,
                                          model::frame_noise(seed, {settings.frame}));
     edits.push_back(model.decode(out).to(at::kCPU));
   }

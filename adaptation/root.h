@@ -35,6 +35,7 @@ struct RootSettings {
   int64_t frame = 0;        ///< the root frame's index in the video (part of the noise stream)
   int64_t candidates = 4;   ///< K >= 1
   int64_t root_seed = -1;   ///< the chosen candidate's index k (manual choice); -1: the medoid rule
+  model::StepHook on_step;  ///< runs after every denoising step of every candidate (a stop check)
 };
 
 /// The seed candidate k is edited with: seed + k (wrapping).

@@ -64,7 +64,13 @@ using PropertyList = Id<H5Pclose>;
 /// Turns off HDF5's automatic printing of error stacks for the calling thread
 /// (the stack goes into our exceptions instead). HDF5's error settings are
 /// per thread in thread-safe builds, so every entry point calls this.
+/// First, before the library starts, it also turns off HDF5's teardown at
+/// exit: after a write failed on a full disk HDF5 can keep a half-freed file
+/// that its teardown crashes on (seen on a full tmpfs: exit 139 after our
+/// error). Every file of ours is closed by its owner; nothing needs it.
 inline void quiet() {
+  static const bool no_teardown = (H5dont_atexit(), true);
+  (void)no_teardown;
   thread_local bool done = false;
   if (!done) {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);

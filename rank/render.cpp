@@ -45,6 +45,12 @@ io::RgbImage to_rgb(const at::Tensor& bytes) {  // uint8 [H, W, 3]
   return img;
 }
 
+// Adaptation's denoising and fine-tuning steps end at a stop request like the
+// render's do: a stop in adaptation loses at most the stage in hand.
+model::StepHook stop_check() {
+  return [](const model::StepInfo&, at::Tensor&) { throw_if_stopped(); };
+}
+
 // The root frame when none is given: drawn from the seed (splitmix64).
 int64_t seeded_root_frame(uint64_t seed, int64_t frames) {
   uint64_t x = seed + 0x9e3779b97f4a7c15ULL;
@@ -157,7 +163,8 @@ void Renderer::adapt() {
       lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), lo);
       lora_->attach(*model_->unet());
     }
-    const adapt::FinetuneResult result = adapt::finetune(*model_, latents, ft, lora_.get());
+    const adapt::FinetuneResult result =
+        adapt::finetune(*model_, latents, ft, lora_.get(), [](const adapt::StepReport&) { throw_if_stopped(); });
     char line[160];
     std::snprintf(line, sizeof(line), "adaptation: fine-tuned (%s) %lld steps in %.1f s, loss %.4f -> %.4f",
                   settings_.finetune.c_str(), static_cast<long long>(result.losses.size()), result.seconds,
@@ -184,7 +191,7 @@ void Renderer::adapt() {
   std::string list;
   for (int64_t k : keys) list += (list.empty() ? "" : ", ") + std::to_string(k);
   log("gather: key frames " + list);
-  group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap);
+  group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap, {}, nullptr, stop_check());
   io::save_checkpoint(dir_.group(), group_.to_named(), {{"key_frames", list}});
   log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
 }
@@ -201,6 +208,7 @@ Renderer::RootPairImages Renderer::root_pair() {
   root.frame = settings_.root_frame >= 0 ? settings_.root_frame : seeded_root_frame(settings_.seed, video_.frame_count);
   root.candidates = settings_.candidates;
   root.root_seed = settings_.root_seed;
+  root.on_step = stop_check();
   if (root.frame >= video_.frame_count)
     throw SettingsError("--root-frame " + std::to_string(root.frame) + " is past the video's last frame (" +
                         std::to_string(video_.frame_count - 1) + ")");

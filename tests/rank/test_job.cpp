@@ -20,6 +20,11 @@ using via::test::TempDir;
 namespace {
 
 std::string env(const char* name) { return std::getenv(name) ? std::getenv(name) : ""; }
+std::string replaced(std::string s, const std::string& from, const std::string& to) {
+  const size_t at = s.find(from);
+  if (at == std::string::npos) throw std::logic_error("no " + from + " in " + s);
+  return s.replace(at, from.size(), to);
+}
 std::string tiny_model() { return env("VIA_SOURCE_DIR") + "/tests/reference/data/tiny_ip2p"; }
 
 // Every frame of a video as RGB bytes: the output compared bit for bit.
@@ -260,6 +265,26 @@ TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
   int64_t frames_denoised = 0;
   for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
   EXPECT_EQ(frames_denoised, 48 - kept) << "kept frames are not denoised again";
+}
+
+// A stop signal during adaptation ends it at the next fine-tuning step: the
+// stages done so far stay (root pair), the one in hand is abandoned (no
+// adapter), and the exit code asks for a requeue.
+TEST_F(Job, AStopDuringFineTuningKeepsTheRootPair) {
+  const std::string work = dir_.file("w");
+  // 5000 fine-tuning steps take minutes here: the signal comes in the middle.
+  const std::string stop =
+      "(" + replaced(render("", "out.mp4", "w"), "--finetune-steps 2", "--finetune-steps 5000") + ") 2>'" + dir_.file("err") + "' & job=$!; " +
+      "while [ ! -e '" + work + "/root_pair.h5' ] && kill -0 $job 2>/dev/null; do sleep 0.05; done; sleep 1; " +
+      "kill -USR1 $job; wait $job";
+  const auto r = via::test::run(stop, dir_);
+  const std::string err = via::test::read_file(dir_.file("err"));
+  EXPECT_EQ(r.exit_code, 75) << err;
+  EXPECT_TRUE(fs::exists(work + "/root_pair.h5"));
+  EXPECT_FALSE(fs::exists(work + "/adapter.h5")) << "fine-tuning ran to its end: " << err;
+  EXPECT_EQ(err.find("fine-tuned"), std::string::npos) << err;
+  EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  EXPECT_EQ(status("w")["stages"]["root_pair"], "done");
 }
 
 }  // namespace
