@@ -224,7 +224,10 @@ nlohmann::json workdir_status(const WorkDir& dir) {
     std::string text;
     while (std::getline(in, text)) {
       nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-      if (!j.is_object()) continue;
+      // Only well-formed records count (a kill can tear the last line).
+      if (!j.is_object() || !j.contains("event") || !j["event"].is_string()) continue;
+      if (j.contains("result") && !j["result"].is_string()) continue;
+      if (j.contains("message") && !j["message"].is_string()) j.erase("message");
       if (j.value("event", "") == "start") {
         ++attempts;
         last_start = j;

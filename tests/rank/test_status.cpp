@@ -51,7 +51,8 @@ TEST_F(Status, EachEndingHasItsState) {
 TEST_F(Status, ATornOrForeignLineIsSkipped) {
   {
     std::ofstream out(work_.attempts(), std::ios::app);
-    out << "{\"event\":\"start\"}\n[1,2]\nnull\n{\"event\":\"end\",\"resu";  // cut off by a kill
+    out << "{\"event\":\"start\"}\n[1,2]\nnull\n{\"event\":5}\n{\"event\":\"end\",\"result\":[]}\n"
+        << "{\"event\":\"end\",\"resu";  // cut off by a kill
   }
   EXPECT_EQ(state(), "stopped without a record (killed?)");
 }
