@@ -137,6 +137,9 @@ class VideoWriter::Impl {
     // from run to run inside a render (measured: 1 encode in ~10 differed;
     // none of 45 without it), which would break DESIGN.md §6 (decoded output
     // bit-identical for any rank count). It costs a little compression.
+    // The cause is x264's AVX-512 code: with mbtree on and x264's asm limited
+    // to AVX2 (or off), 4 renders x 12 segments were identical; with AVX-512,
+    // 5 of 12 differed. Never seen in a process without libtorch.
     VIA_AV_CHECK(av_opt_set(enc->priv_data, "x264-params", "mbtree=0", 0), "cannot set x264's options for", path_);
     const int rc = avcodec_open2(enc, codec, nullptr);
     if (rc < 0) {
