@@ -141,8 +141,8 @@ class VideoWriter::Impl {
     // to AVX2 (or off), 4 renders x 12 segments were identical; with AVX-512,
     // 5 of 12 differed. Never seen in a process without libtorch. Keeping
     // mbtree off is also what keeps nodes with other CPUs bit-identical: the
-    // macroblock tree is float code whose SIMD versions x264 lets differ
-    // slightly from each other, while the rest of x264 is bit-exact.
+    // macroblock tree is float code whose SIMD versions may round differently
+    // from CPU to CPU (not checked), while x264's integer code is bit-exact.
     VIA_AV_CHECK(av_opt_set(enc->priv_data, "x264-params", "mbtree=0", 0), "cannot set x264's options for", path_);
     const int rc = avcodec_open2(enc, codec, nullptr);
     if (rc < 0) {
