@@ -228,7 +228,7 @@ TEST_F(Job, ARankThatFailsMidRenderIsNamedAndTheRestIsKept) {
 // error naming the disk's message, every finished frame kept, and a resume
 // on a larger disk ends in the same output. Mounting needs root (as CI runs).
 TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root; not run";
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root, not run";
   // Room for the adaptation's files (as big as the reference's) and a little more.
   uintmax_t room = 128 * 1024;
   for (const char* name : {"root_pair.h5", "adapter.h5", "attention_group.h5", "candidates.png"})
@@ -240,7 +240,8 @@ TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
     ~Mount() { std::system(("umount -l '" + path + "' 2>/dev/null").c_str()); }
   } mounted{disk};
   auto r = via::test::run("mount -t tmpfs -o size=" + std::to_string(room / 1024) + "k tmpfs '" + disk + "'", dir_);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Root in a container without the right to mount: the machine, not via.
+  if (r.exit_code != 0) GTEST_SKIP() << "cannot mount a small tmpfs here, not run: " << r.err;
 
   r = via::test::run(render(mpirun(2), "out.mp4", "disk/w"), dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
