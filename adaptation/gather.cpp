@@ -76,8 +76,9 @@ AttentionGroup gather_group(const model::InstructPix2Pix& model, const at::Tenso
     GatherControl gather(group, key, settings.resolved_swap_steps(), settings.layers, include_own);
     std::unique_ptr<model::AttentionControl> holder;
     model::AttentionControl* control = wrapped(wrap, &gather, key, holder);
-    finals.push_back(model.denoise(latents, text, initial_noise(latents, settings.seed, frames[i]),
-                                   settings.denoise, control, on_step, model::frame_noise(settings.seed, {frames[i]})));
+    const int64_t nf = settings.noise_frame(frames[i]);
+    finals.push_back(model.denoise(latents, text, initial_noise(latents, settings.seed, nf), settings.denoise, control,
+                                   on_step, model::frame_noise(settings.seed, {nf})));
   }
   if (key_latents) *key_latents = at::cat(finals, 0);
   return group;
@@ -99,8 +100,9 @@ at::Tensor swap_denoise(const model::InstructPix2Pix& model, const at::Tensor& i
   }
   std::unique_ptr<model::AttentionControl> holder;
   model::AttentionControl* control = wrapped(wrap, swap.get(), frame, holder);
-  return model.denoise(image_latents, text, initial_noise(image_latents, settings.seed, frame), settings.denoise,
-                       control, on_step, model::frame_noise(settings.seed, {frame}));
+  const int64_t nf = settings.noise_frame(frame);
+  return model.denoise(image_latents, text, initial_noise(image_latents, settings.seed, nf), settings.denoise,
+                       control, on_step, model::frame_noise(settings.seed, {nf}));
 }
 
 at::Tensor swap_edit(const model::InstructPix2Pix& model, const at::Tensor& image, int64_t frame,

@@ -41,6 +41,12 @@ struct SwapSettings {
   int64_t swap_steps = -1;  ///< gather/swap during steps < swap_steps; -1: all steps
   LayerSet layers = LayerSet::Both;
   AttentionMode mode = AttentionMode::GatherSwap;
+  /// Every frame draws the same noise (the stream of kSharedNoiseFrame)
+  /// instead of its own: the shared-noise baseline.
+  bool shared_noise = false;
+  /// The frame index whose noise streams frame `frame` uses.
+  int64_t noise_frame(int64_t frame) const { return shared_noise ? kSharedNoiseFrame : frame; }
+  static constexpr int64_t kSharedNoiseFrame = -1;  // no real frame has it
   int64_t resolved_swap_steps() const { return swap_steps < 0 ? denoise.steps : swap_steps; }
 };
 

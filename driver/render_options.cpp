@@ -53,6 +53,7 @@ po::options_description render_options(RenderCommand& cmd) {
       ("group-size", po::value(&s.group_size)->default_value(s.group_size), "key frames in the attention group")
       ("swap-steps", po::value(&s.swap_steps)->default_value(s.swap_steps), "swap during the first N steps (-1: all)")
       ("swap-layers", po::value(&s.swap_layers)->default_value(s.swap_layers), "self | cross | both")
+      ("noise", po::value(&s.noise)->default_value(s.noise), "per-frame | shared (one noise for every frame: a baseline)")
       ("mask-feather", po::value(&s.mask_feather)->default_value(s.mask_feather), "mask edge blur (latent pixels)");
   po::options_description all("render options");
   all.add(io_opts).add(edit).add(adapt_opts).add(attn);

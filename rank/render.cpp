@@ -133,6 +133,7 @@ adapt::SwapSettings Renderer::swap_settings() const {
   s.swap_steps = settings_.resolved_swap_steps();
   s.layers = adapt::layer_set_from_name(settings_.swap_layers);
   s.mode = adapt::attention_mode_from_name(settings_.attention);
+  s.shared_noise = settings_.noise == "shared";
   return s;
 }
 

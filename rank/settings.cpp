@@ -50,6 +50,7 @@ void RenderSettings::validate() const {
   require(swap_steps >= -1 && swap_steps <= steps, "--swap-steps must be -1 (all) or between 0 and --steps");
   require(swap_layers == "self" || swap_layers == "cross" || swap_layers == "both",
           "--swap-layers must be self, cross or both");
+  require(noise == "per-frame" || noise == "shared", "--noise must be per-frame or shared");
   require(mask_feather >= 0, "--mask-feather must not be negative");
   require(crf >= 0 && crf <= 51, "--crf must be between 0 and 51");
   require(chunk_frames >= 1, "--chunk-frames must be at least 1");
@@ -87,6 +88,7 @@ nlohmann::json RenderSettings::hashed() const {
           {"group_size", group_size},
           {"swap_steps", swap_steps},
           {"swap_layers", swap_layers},
+          {"noise", noise},
           {"mask_feather", mask_feather},
           {"crf", crf},
           {"preset", preset},
@@ -136,6 +138,7 @@ RenderSettings RenderSettings::from_json(const nlohmann::json& j) {
   get("group_size", s.group_size);
   get("swap_steps", s.swap_steps);
   get("swap_layers", s.swap_layers);
+  get("noise", s.noise);
   get("mask_feather", s.mask_feather);
   get("output", s.output);
   get("crf", s.crf);

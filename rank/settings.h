@@ -49,6 +49,10 @@ struct RenderSettings {
   int64_t group_size = 4;
   int64_t swap_steps = -1;                // -1: all steps
   std::string swap_layers = "both";       // self | cross | both
+  // per-frame: each frame draws its own noise (seed, frame, step), the method's
+  // setting; shared: every frame draws the same noise, the baseline of simple
+  // video editors (a shared start keeps many edits alike across frames).
+  std::string noise = "per-frame";
 
   // Local latent adaptation (DESIGN.md §5).
   double mask_feather = 1.0;  // Gaussian sigma, latent pixels

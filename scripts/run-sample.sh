@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh Debian 12 machine: installs what is
-# missing, builds, makes a tiny random model and a sample video (FFmpeg's test
-# pattern and a tone), and renders it with two MPI ranks. The output is in
-# out/sample/edited.mp4. The tiny model is random: it shows the pipeline
-# (adaptation, gather/swap, checkpoints, resume, audio), not a real edit.
+# missing, builds, and renders the toy-world sample (tests/data/toy/clip801:
+# three shapes drifting over a smooth background, with a tone) with the
+# committed toy InstructPix2Pix (tests/data/toy_ip2p, trained by
+# tests/reference/toy/train_toy_model.py) and two MPI ranks:
+# "paint the shapes", an edit with four right answers (red, green, blue,
+# yellow) that full Via keeps to one colour from the first frame to the last.
+# Writes out/sample/edited.mp4 and out/sample/strip.png (source frames above,
+# edited frames below).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/install-deps.sh"
@@ -11,12 +15,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 
 via="$root/build/driver/via"
 out="$root/out/sample"
+source="$root/tests/data/toy/clip801/source.mp4"
 mkdir -p "$out"
-[ -d "$out/tiny-model" ] || "$via" make-tiny-model --out "$out/tiny-model"
-if [ ! -f "$out/source.mp4" ]; then
-  ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=320x180:rate=24 -f lavfi -i sine=frequency=440 \
-    -t 4 -c:v libx264 -pix_fmt yuv420p -c:a aac "$out/source.mp4"
-fi
 
 # Open MPI: as root it needs --allow-run-as-root; each rank is multi-threaded,
 # so no binding to one core.
@@ -24,8 +24,13 @@ mpi_flags=(--bind-to none --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 # --resume: running this script again continues (or just re-assembles) the render.
 mpirun "${mpi_flags[@]}" -np 2 "$via" render --resume \
-  --model "$out/tiny-model" --input "$out/source.mp4" --output "$out/edited.mp4" \
-  --workdir "$out/work" --instruction "make it a pencil sketch" \
-  --long-side 128 --steps 10 --candidates 3 --augment 4 --finetune-steps 20 --learning-rate 1e-3 --chunk-frames 8
+  --model "$root/tests/data/toy_ip2p" --input "$source" --output "$out/edited.mp4" \
+  --workdir "$out/work" --instruction "paint the shapes" --long-side 96 --chunk-frames 8
 
-echo "via: the edited video is $out/edited.mp4 (work directory: $out/work; \`$via status $out/work\` shows it)"
+# Every 6th frame of the source above the same frames of the edit, at 3x.
+ffmpeg -nostdin -v error -y -i "$source" -i "$out/edited.mp4" -filter_complex \
+  "[0:v]select='not(mod(n,6))',scale=iw*3:ih*3:flags=neighbor,tile=8x1[a];[1:v]select='not(mod(n,6))',scale=iw*3:ih*3:flags=neighbor,tile=8x1[b];[a][b]vstack" \
+  -frames:v 1 -update 1 "$out/strip.png"
+
+echo "via: the edited video is $out/edited.mp4, a strip of its frames (source above, edit below) is $out/strip.png"
+echo "via: work directory $out/work (\`$via status $out/work\` shows it)"

@@ -278,6 +278,19 @@ TEST(Swap, ModesDiffer) {
                std::invalid_argument);
 }
 
+// The shared-noise baseline: the same image as frame 2 and as frame 7 gives
+// one output; with per-frame noise (the default) the two differ.
+TEST(Swap, SharedNoiseMakesTheFrameIndexIrrelevant) {
+  const at::Tensor latents = tiny_model().encode_image(video_frame(3));
+  SwapSettings s = settings(AttentionMode::Own);
+  EXPECT_GT(mean_abs_diff(adapt::swap_denoise(tiny_model(), latents, 2, AttentionGroup(), text(), s),
+                          adapt::swap_denoise(tiny_model(), latents, 7, AttentionGroup(), text(), s)),
+            1e-4);
+  s.shared_noise = true;
+  EXPECT_TRUE(at::equal(adapt::swap_denoise(tiny_model(), latents, 2, AttentionGroup(), text(), s),
+                        adapt::swap_denoise(tiny_model(), latents, 7, AttentionGroup(), text(), s)));
+}
+
 TEST(TemporalConsistency, IsTheMeanConsecutiveDifference) {
   const at::Tensor source = at::stack({at::full({3, 2, 2}, 0.0), at::full({3, 2, 2}, 1.0), at::full({3, 2, 2}, 3.0)});
   const at::Tensor edited = at::stack({at::full({3, 2, 2}, 0.0), at::full({3, 2, 2}, 0.5), at::full({3, 2, 2}, 0.5)});

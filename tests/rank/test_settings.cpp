@@ -23,6 +23,7 @@ TEST(Settings, JsonRoundTripKeepsEverySetting) {
   s.attention = "anchor";
   s.mask = "masks/%05d.png";
   s.learning_rate = 3e-4;
+  s.noise = "shared";
   const RenderSettings back = RenderSettings::from_json(s.to_json());
   EXPECT_EQ(back.to_json(), s.to_json());
   EXPECT_EQ(back.hash(), s.hash());
@@ -56,6 +57,9 @@ TEST(Settings, ValidationNamesTheBadSetting) {
   EXPECT_THROW(s.validate(), SettingsError);
   s = valid();
   s.root_seed = s.candidates;
+  EXPECT_THROW(s.validate(), SettingsError);
+  s = valid();
+  s.noise = "per-rank";
   EXPECT_THROW(s.validate(), SettingsError);
 }
 
