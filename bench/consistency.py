@@ -99,7 +99,7 @@ def metrics(edit, src, labels, circle, spec):
         gray = np.stack([tw.grayscale(s) for s in src])
         if spec.get("mask"):
             inside = [erode(c > 0.5, 1) for c in circle]
-            outside = [~erode(~(c > 0.02), 3) for c in circle]  # the circle grown by 3 px, inverted
+            outside = [erode(~(c > 0.02), 3) for c in circle]  # 3 px away from the circle
             ok = [tw.saturation(edit[i], inside[i]) < 0.1 * max(tw.saturation(src[i], inside[i]), 1e-6)
                   for i in range(n)]
             r["success"] = float(np.mean(ok))
