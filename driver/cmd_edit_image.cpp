@@ -110,7 +110,7 @@ int cmd_edit_image(const Args& args) {
       ("instruction", po::value(&instruction)->required(), "what to change, in plain language")
       ("steps", po::value(&steps)->default_value(20), "denoising steps")
       ("seed", po::value(&seed)->default_value(0), "seed of the initial and the ancestral noise")
-      ("scheduler", po::value(&scheduler_name), "euler_a | euler | ddim (default: the model's own, else euler_a)")
+      ("scheduler", po::value(&scheduler_name), "euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_karras (default: the one the model names)")
       ("text-guidance", po::value(&text_guidance)->default_value(7.5), "text guidance scale s_T")
       ("image-guidance", po::value(&image_guidance)->default_value(1.5), "image guidance scale s_I")
       ("size", po::value(&size_text), "WIDTHxHEIGHT of the edit (multiples of the VAE factor)")
@@ -145,7 +145,7 @@ int cmd_edit_image(const Args& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string("--resize: ") + e.what());
   }
-  const model::ModelOptions options{parse_dtype(dtype_name), parse_device(device_name)};
+  const model::ModelOptions options{parse_dtype(dtype_name), parse_device(device_name), scheduler};
   if (threads > 0) at::set_num_threads(threads);
 
   const auto start = std::chrono::steady_clock::now();

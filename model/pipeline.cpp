@@ -39,6 +39,8 @@ void check_model_folder(const std::string& dir) {
   std::vector<std::string> missing;
   for (const std::string& rel : required_model_files())
     if (!fs::is_regular_file(fs::path(dir) / rel)) missing.push_back((fs::path(dir) / rel).string());
+  for (const std::string& path : tokenizer_files((fs::path(dir) / "tokenizer").string()))
+    if (!fs::is_regular_file(path)) missing.push_back(path);
   if (!missing.empty()) {
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
@@ -52,10 +54,17 @@ void check_model_folder(const std::string& dir) {
 const std::vector<std::string>& required_model_files() {
   static const std::vector<std::string> files = {
       "model_index.json",          "unet/config.json",          "vae/config.json",
-      "text_encoder/config.json",  "tokenizer/vocab.json",      "tokenizer/merges.txt",
-      "scheduler/scheduler_config.json",
+      "text_encoder/config.json",  "scheduler/scheduler_config.json",
   };
   return files;
+}
+
+std::vector<std::string> tokenizer_files(const std::string& tokenizer_dir) {
+  const fs::path dir(tokenizer_dir);
+  std::error_code ec;
+  if (!fs::exists(dir / "vocab.json", ec) && fs::exists(dir / "tokenizer.json", ec))
+    return {(dir / "tokenizer.json").string()};
+  return {(dir / "vocab.json").string(), (dir / "merges.txt").string()};
 }
 
 // ---- guidance, noise, image conversions ----
@@ -116,10 +125,20 @@ InstructPix2Pix::InstructPix2Pix(const std::string& model_dir, const ModelOption
                      "use bf16 or fp32 on the CPU");
   check_model_folder(model_dir);
   const fs::path dir(model_dir);
-  read_json_file((dir / "model_index.json").string());  // a corrupt index is an error too
+  const std::string index_path = (dir / "model_index.json").string();
+  const nlohmann::json index = read_json_file(index_path);
   scheduler_config_ = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
-  // Fail on an unsupported scheduler setting now rather than at the first edit.
-  make_scheduler(default_scheduler());
+  // diffusers builds the class model_index.json names, with scheduler_config.json's settings.
+  const auto entry = index.is_object() ? index.find("scheduler") : index.end();
+  if (entry != index.end() && entry->is_array() && entry->size() == 2 && (*entry)[1].is_string()) {
+    scheduler_class_ = (*entry)[1].get<std::string>();
+    scheduler_class_source_ = index_path;
+  } else {
+    scheduler_class_ = scheduler_config_.class_name;
+    scheduler_class_source_ = scheduler_config_.source;
+  }
+  // Refuse an unsupported scheduler class or setting now, before any weights are read.
+  make_scheduler(options.scheduler ? *options.scheduler : default_scheduler());
   tokenizer_ = std::make_unique<ClipTokenizer>((dir / "tokenizer").string());
   text_encoder_ = std::make_unique<CLIPTextModel>(
       load_clip_text_model((dir / "text_encoder").string(), options.dtype, options.device));
@@ -142,7 +161,11 @@ std::unique_ptr<Scheduler> InstructPix2Pix::make_scheduler(SchedulerKind kind) c
 }
 
 SchedulerKind InstructPix2Pix::default_scheduler() const {
-  return scheduler_kind_from_class(scheduler_config_.class_name).value_or(SchedulerKind::EulerAncestral);
+  if (scheduler_class_.empty()) return SchedulerKind::EulerAncestral;
+  if (auto kind = scheduler_kind_from_class(scheduler_class_)) return *kind;
+  throw ModelError(scheduler_class_source_ + ": scheduler class '" + scheduler_class_ +
+                   "' is not supported (supported: " + supported_scheduler_classes() +
+                   "); choose another explicitly (--scheduler: " + supported_scheduler_names() + ")");
 }
 
 int64_t InstructPix2Pix::vae_scale_factor() const { return (*vae_)->downsampling_factor(); }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,10 @@ at::Tensor image_to_rgb8(const at::Tensor& images);
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  ///< kFloat, kBFloat16, kHalf (kHalf only on CUDA)
   c10::Device device = c10::Device(c10::kCPU);
+  /// The scheduler the caller will run. Unset: the model's own
+  /// (default_scheduler()), which must then be one via implements; a model
+  /// naming another class is refused before any weights are read.
+  std::optional<SchedulerKind> scheduler = std::nullopt;
 };
 
 /// An InstructPix2Pix model loaded from a folder in the diffusers layout:
@@ -130,10 +135,14 @@ class InstructPix2Pix {
 
   /// A scheduler of `kind` from the model's scheduler_config.json.
   std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind) const;
-  /// The scheduler class the model folder names, when it is one of ours
-  /// (EulerAncestralDiscreteScheduler -> euler_a, ...); else euler_a, the
-  /// reference pipeline's default.
+  /// The scheduler class the model names: model_index.json's "scheduler"
+  /// entry (what diffusers instantiates), else scheduler_config.json's
+  /// `_class_name`; euler_a (the reference pipeline's default) when neither
+  /// names one. A class via does not implement (e.g. PNDMScheduler) throws
+  /// ModelError naming it, the file and the supported classes.
   SchedulerKind default_scheduler() const;
+  /// The class default_scheduler() read ("" when none), and the file naming it.
+  const std::string& scheduler_class() const { return scheduler_class_; }
 
   const std::string& model_dir() const { return model_dir_; }
   const ModelOptions& options() const { return options_; }
@@ -149,6 +158,7 @@ class InstructPix2Pix {
   std::string model_dir_;
   ModelOptions options_;
   SchedulerConfig scheduler_config_;
+  std::string scheduler_class_, scheduler_class_source_;
   std::unique_ptr<ClipTokenizer> tokenizer_;
   std::unique_ptr<CLIPTextModel> text_encoder_;
   std::unique_ptr<UNet2DConditionModel> unet_;
@@ -156,7 +166,14 @@ class InstructPix2Pix {
 };
 
 /// The files a complete model folder must hold (relative paths); the
-/// weights are found per component by find_weight_files().
+/// weights are found per component by find_weight_files(), the tokenizer's
+/// vocabulary by tokenizer_files().
 const std::vector<std::string>& required_model_files();
+
+/// The vocabulary files of a tokenizer folder: {vocab.json, merges.txt} when
+/// vocab.json exists (transformers 4's form), else {tokenizer.json} when that
+/// exists (transformers 5's), else the missing {vocab.json, merges.txt}
+/// (paths inside `tokenizer_dir`; they may not exist).
+std::vector<std::string> tokenizer_files(const std::string& tokenizer_dir);
 
 }  // namespace via::model
