@@ -123,37 +123,55 @@ InstructPix2Pix::InstructPix2Pix(const std::string& model_dir, const ModelOption
   if (options.dtype == at::kHalf && options.device.is_cpu())
     throw ModelError(model_dir + ": fp16 needs a CUDA device (CPU matrix products in fp16 are not available); "
                      "use bf16 or fp32 on the CPU");
-  check_model_folder(model_dir);
-  const fs::path dir(model_dir);
-  const std::string index_path = (dir / "model_index.json").string();
-  const nlohmann::json index = read_json_file(index_path);
-  scheduler_config_ = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
-  // diffusers builds the class model_index.json names, with scheduler_config.json's settings.
-  const auto entry = index.is_object() ? index.find("scheduler") : index.end();
-  if (entry != index.end() && entry->is_array() && entry->size() == 2 && (*entry)[1].is_string()) {
-    scheduler_class_ = (*entry)[1].get<std::string>();
-    scheduler_class_source_ = index_path;
+  std::error_code ec;
+  if (fs::is_regular_file(model_dir, ec)) {
+    load_single_file();
   } else {
-    scheduler_class_ = scheduler_config_.class_name;
-    scheduler_class_source_ = scheduler_config_.source;
+    check_model_folder(model_dir);
+    const fs::path dir(model_dir);
+    layout_ = "diffusers folder";
+    unet_config_where_ = (dir / "unet" / "config.json").string();
+    read_scheduler_choice(model_dir);
+    tokenizer_ = std::make_unique<ClipTokenizer>((dir / "tokenizer").string());
+    text_encoder_ = std::make_unique<CLIPTextModel>(
+        load_clip_text_model((dir / "text_encoder").string(), options.dtype, options.device));
+    unet_ = std::make_unique<UNet2DConditionModel>(load_unet((dir / "unet").string(), options.dtype, options.device));
+    vae_ = std::make_unique<AutoencoderKL>(load_vae((dir / "vae").string(), options.dtype, options.device));
   }
-  // Refuse an unsupported scheduler class or setting now, before any weights are read.
-  make_scheduler(options.scheduler ? *options.scheduler : default_scheduler());
-  tokenizer_ = std::make_unique<ClipTokenizer>((dir / "tokenizer").string());
-  text_encoder_ = std::make_unique<CLIPTextModel>(
-      load_clip_text_model((dir / "text_encoder").string(), options.dtype, options.device));
-  unet_ = std::make_unique<UNet2DConditionModel>(load_unet((dir / "unet").string(), options.dtype, options.device));
-  vae_ = std::make_unique<AutoencoderKL>(load_vae((dir / "vae").string(), options.dtype, options.device));
 
   const int64_t latent = (*vae_)->config().latent_channels;
   if ((*unet_)->config().in_channels != 2 * latent)
-    throw ModelError((dir / "unet" / "config.json").string() + ": in_channels = " +
+    throw ModelError(unet_config_where_ + ": in_channels = " +
                      std::to_string((*unet_)->config().in_channels) + ", but an InstructPix2Pix UNet takes the " +
                      "noisy latent and the image latent, 2 x latent_channels = " + std::to_string(2 * latent));
   if ((*unet_)->config().out_channels != latent)
-    throw ModelError((dir / "unet" / "config.json").string() + ": out_channels = " +
+    throw ModelError(unet_config_where_ + ": out_channels = " +
                      std::to_string((*unet_)->config().out_channels) + " differs from the VAE's latent_channels = " +
                      std::to_string(latent));
+}
+
+void InstructPix2Pix::read_scheduler_choice(const std::string& folder) {
+  const fs::path dir(folder);
+  scheduler_config_ = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
+  scheduler_class_ = scheduler_config_.class_name;
+  scheduler_class_source_ = scheduler_config_.source;
+  // diffusers builds the class model_index.json names, with scheduler_config.json's settings.
+  const std::string index_path = (dir / "model_index.json").string();
+  std::error_code ec;
+  if (fs::exists(index_path, ec)) {
+    const nlohmann::json index = read_json_file(index_path);  // a corrupt index is an error too
+    const auto entry = index.is_object() ? index.find("scheduler") : index.end();
+    if (entry != index.end() && entry->is_array() && entry->size() == 2 && (*entry)[1].is_string()) {
+      scheduler_class_ = (*entry)[1].get<std::string>();
+      scheduler_class_source_ = index_path;
+    }
+  }
+  check_scheduler_choice();
+}
+
+void InstructPix2Pix::check_scheduler_choice() const {
+  // An unsupported scheduler class or setting is refused now, before any weights are read.
+  make_scheduler(options_.scheduler ? *options_.scheduler : default_scheduler());
 }
 
 std::unique_ptr<Scheduler> InstructPix2Pix::make_scheduler(SchedulerKind kind) const {

@@ -92,10 +92,17 @@ struct ModelOptions {
   /// (default_scheduler()), which must then be one via implements; a model
   /// naming another class is refused before any weights are read.
   std::optional<SchedulerKind> scheduler = std::nullopt;
+  /// For a single-file checkpoint: a diffusers folder whose component configs,
+  /// tokenizer and scheduler complete it (as diffusers' from_single_file(config=));
+  /// its weights are not read. Empty: the built-in configs, sized from the
+  /// weights, and the tokenizer/ folder beside the file.
+  std::string config_dir = {};
 };
 
-/// An InstructPix2Pix model loaded from a folder in the diffusers layout:
-/// model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/.
+/// An InstructPix2Pix model loaded from a folder in the diffusers layout
+/// (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or
+/// from a single-file checkpoint in the original layout (.safetensors; see
+/// model/single_file.h and ModelOptions::config_dir).
 ///
 /// Contract: construction loads everything or throws one ModelError naming
 /// the missing or broken file. The methods are const and keep no state
@@ -104,7 +111,8 @@ struct ModelOptions {
 /// (the modules are shared). Everything runs under no-grad.
 class InstructPix2Pix {
  public:
-  /// Loads `model_dir`. fp16 on a CPU device is refused (no CPU half matmuls).
+  /// Loads `model_dir` (a folder or a single file). fp16 on a CPU device is
+  /// refused (no CPU half matmuls).
   explicit InstructPix2Pix(const std::string& model_dir, const ModelOptions& options = {});
 
   /// The instruction and the empty prompt through tokenizer and text encoder.
@@ -145,6 +153,8 @@ class InstructPix2Pix {
   const std::string& scheduler_class() const { return scheduler_class_; }
 
   const std::string& model_dir() const { return model_dir_; }
+  /// "diffusers folder" or "original single file".
+  const std::string& layout() const { return layout_; }
   const ModelOptions& options() const { return options_; }
   int64_t vae_scale_factor() const;   ///< image pixels per latent pixel (8 for SD)
   int64_t latent_channels() const;    ///< channels of the noisy latent (4)
@@ -155,8 +165,14 @@ class InstructPix2Pix {
   AutoencoderKL& vae() const { return *vae_; }
 
  private:
+  void load_single_file();  // model/pipeline_single_file.cpp
+  /// Scheduler config and class from `folder`'s scheduler/ and model_index.json.
+  void read_scheduler_choice(const std::string& folder);
+  void check_scheduler_choice() const;
+
   std::string model_dir_;
   ModelOptions options_;
+  std::string layout_, unet_config_where_;
   SchedulerConfig scheduler_config_;
   std::string scheduler_class_, scheduler_class_source_;
   std::unique_ptr<ClipTokenizer> tokenizer_;

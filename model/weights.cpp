@@ -101,13 +101,21 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
                      " (not a floating-point type)");
 
   std::vector<std::unique_ptr<SafeTensorsFile>> opened;
-  std::map<std::string, size_t> owner;  // tensor name -> index into opened
+  struct Source {
+    size_t file;       // index into opened
+    std::string name;  // the checkpoint's own name
+  };
+  std::map<std::string, Source> owner;  // module name -> where the checkpoint holds it
   for (const std::string& path : files) {
     opened.push_back(std::make_unique<SafeTensorsFile>(path));
     for (const std::string& name : opened.back()->names()) {
-      auto [it, fresh] = owner.emplace(name, opened.size() - 1);
+      std::optional<std::string> target = options.rename ? options.rename(name) : std::optional<std::string>(name);
+      if (!target) continue;
+      auto [it, fresh] = owner.emplace(*target, Source{opened.size() - 1, name});
       if (!fresh)
-        throw ModelError(path + ": tensor '" + name + "' also appears in " + opened[it->second]->path());
+        throw ModelError(path + ": tensor '" + name + "' " + (name == *target ? "" : "(read as '" + *target + "') ") +
+                         "also appears in " + opened[it->second.file]->path() +
+                         (it->second.name == name ? "" : " as '" + it->second.name + "'"));
     }
   }
 
@@ -122,20 +130,25 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
       problems.push_back("missing tensor '" + name + "' (model expects " + shape_string(target.sizes()) + ")");
       continue;
     }
-    const TensorInfo& info = opened[it->second]->info(name);
-    if (at::IntArrayRef(info.shape) != target.sizes()) {
-      problems.push_back("tensor '" + name + "' is " + shape_string(info.shape) + " in the checkpoint but the model expects " +
-                         shape_string(target.sizes()));
+    const TensorInfo& info = opened[it->second.file]->info(it->second.name);
+    const std::string shown = it->second.name == name ? name : it->second.name + "' (as '" + name + "')";
+    const bool squeezed = options.conv1x1_as_linear && target.dim() == 2 && info.shape.size() == 4 &&
+                          info.shape[0] == target.size(0) && info.shape[1] == target.size(1) &&
+                          info.shape[2] == 1 && info.shape[3] == 1;
+    if (at::IntArrayRef(info.shape) != target.sizes() && !squeezed) {
+      problems.push_back("tensor '" + shown + "' is " + shape_string(info.shape) +
+                         " in the checkpoint but the model expects " + shape_string(target.sizes()));
     } else if (at::isFloatingType(info.dtype) != at::isFloatingType(target.scalar_type())) {
-      problems.push_back("tensor '" + name + "' is " + std::string(c10::toString(info.dtype)) +
+      problems.push_back("tensor '" + shown + "' is " + std::string(c10::toString(info.dtype)) +
                          " in the checkpoint but the model holds " + std::string(c10::toString(target.scalar_type())));
     }
   }
   const std::set<std::string> ignored(options.ignore_unexpected.begin(), options.ignore_unexpected.end());
-  for (const auto& [name, index] : owner) {
+  for (const auto& [name, source] : owner) {
     if (targets.count(name) == 0 && ignored.count(name) == 0)
-      problems.push_back("unexpected tensor '" + name + "' " + shape_string(opened[index]->info(name).shape) +
-                         " (not part of the model)");
+      problems.push_back("unexpected tensor '" + source.name + "' " +
+                         (source.name == name ? "" : "(read as '" + name + "') ") +
+                         shape_string(opened[source.file]->info(source.name).shape) + " (not part of the model)");
   }
   if (!problems.empty()) {
     constexpr size_t kShown = 8;
@@ -147,10 +160,15 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
   }
 
   // In file order, so a cold checkpoint is read sequentially.
+  std::map<std::pair<size_t, std::string>, std::string> module_name;  // (file, checkpoint name) -> module name
+  for (const auto& [name, source] : owner) module_name.emplace(std::make_pair(source.file, source.name), name);
   at::NoGradGuard no_grad;
-  for (const auto& file : opened) {
+  for (size_t f = 0; f < opened.size(); ++f) {
+    const auto& file = opened[f];
     for (const std::string& name : file->names()) {
-      auto it = targets.find(name);
+      auto renamed = module_name.find({f, name});
+      if (renamed == module_name.end()) continue;
+      auto it = targets.find(renamed->second);
       if (it == targets.end()) continue;
       at::Tensor& target = it->second;
       const at::ScalarType dtype = at::isFloatingType(target.scalar_type()) ? options.dtype : target.scalar_type();

@@ -8,6 +8,8 @@
 #include <torch/nn/module.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,13 @@ struct WeightLoadOptions {
   /// Checkpoint names that may be present without a module counterpart
   /// (e.g. buffers older library versions saved and newer ones recompute).
   std::vector<std::string> ignore_unexpected;
+  /// Checkpoint name -> module name, for checkpoints in another naming (legacy
+  /// or original-layout keys); nullopt: the tensor belongs to another component
+  /// of the same file and is skipped. Unset: names are used as they are.
+  std::function<std::optional<std::string>(const std::string&)> rename;
+  /// A [out, in, 1, 1] checkpoint tensor may fill an [out, in] parameter (the
+  /// original VAE's 1x1-conv attention projections are linear layers here).
+  bool conv1x1_as_linear = false;
 };
 
 /// Loads the tensors of `files` into `module`'s parameters and buffers (matched

@@ -107,6 +107,147 @@ def dpm_config_folder():
     log("  scheduler_dpmpp/scheduler_config.json written (contains -Infinity)")
 
 
+
+# ----------------------------------------------------------------------------
+# Original (CompVis / LDM) single-file layout, written from the diffusers names
+# by inverting diffusers' loaders/single_file_utils.py conversion; the result
+# is checked by loading it back with diffusers' own from_single_file.
+# ----------------------------------------------------------------------------
+
+UNET_RESNET = [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("norm2.", "out_layers.0."),
+               ("conv2.", "out_layers.3."), ("time_emb_proj.", "emb_layers.1."), ("conv_shortcut.", "skip_connection.")]
+UNET_TOP = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
+            ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2.")]
+VAE_ATTN = [("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."), ("to_out.0.", "proj_out.")]
+
+
+def swap_prefix(rest, table):
+    for a, b in table:
+        if rest.startswith(a):
+            return b + rest[len(a):]
+    raise KeyError(rest)
+
+
+def ldm_unet_key(k, cfg):
+    per = cfg["layers_per_block"] + 1
+    attn_down = [t.startswith("CrossAttn") for t in cfg["down_block_types"]]
+    attn_up = [t.startswith("CrossAttn") for t in cfg["up_block_types"]]
+    for a, b in UNET_TOP:
+        if k.startswith(a):
+            return b + k[len(a):]
+    parts = k.split(".")
+    if parts[0] == "down_blocks":
+        b, kind = int(parts[1]), parts[2]
+        if kind == "downsamplers":  # down_blocks.b.downsamplers.0.conv.*
+            return f"input_blocks.{1 + b * per + per - 1}.0.op." + ".".join(parts[5:])
+        j = int(parts[3])
+        rest = ".".join(parts[4:]) + ("" if len(parts) > 4 else "")
+        i = 1 + b * per + j
+        if kind == "resnets":
+            return f"input_blocks.{i}.0." + swap_prefix(rest, UNET_RESNET)
+        return f"input_blocks.{i}.1." + rest
+    if parts[0] == "mid_block":
+        kind, j, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+        if kind == "resnets":
+            return f"middle_block.{2 * j}." + swap_prefix(rest, UNET_RESNET)
+        return "middle_block.1." + rest
+    if parts[0] == "up_blocks":
+        b, kind = int(parts[1]), parts[2]
+        if kind == "upsamplers":  # after the block's last resnet (and attention, if any)
+            i = b * per + per - 1
+            return f"output_blocks.{i}.{2 if attn_up[b] else 1}.conv." + ".".join(parts[5:])
+        j, rest = int(parts[3]), ".".join(parts[4:])
+        i = b * per + j
+        if kind == "resnets":
+            return f"output_blocks.{i}.0." + swap_prefix(rest, UNET_RESNET)
+        return f"output_blocks.{i}.1." + rest
+    raise KeyError(k)
+
+
+def ldm_vae_key(k, cfg):
+    n = len(cfg["block_out_channels"])
+    if k.startswith(("quant_conv.", "post_quant_conv.")):
+        return k
+    side, rest = k.split(".", 1)
+    if rest.startswith("conv_norm_out."):
+        return f"{side}.norm_out." + rest[len("conv_norm_out."):]
+    if rest.startswith(("conv_in.", "conv_out.")):
+        return k
+    parts = rest.split(".")
+    if parts[0] == "mid_block":
+        if parts[1] == "resnets":
+            return f"{side}.mid.block_{int(parts[2]) + 1}." + ".".join(parts[3:]).replace("conv_shortcut.", "nin_shortcut.")
+        return f"{side}.mid.attn_1." + swap_prefix(".".join(parts[3:]), VAE_ATTN)
+    b = int(parts[1])
+    stage = "down" if side == "encoder" else "up"
+    ob = b if side == "encoder" else n - 1 - b
+    if parts[2] == "resnets":
+        return f"{side}.{stage}.{ob}.block.{parts[3]}." + ".".join(parts[4:]).replace("conv_shortcut.", "nin_shortcut.")
+    return f"{side}.{stage}.{ob}.{stage}sample.conv." + ".".join(parts[5:])
+
+
+def to_ldm(unet_sd, unet_cfg, vae_sd, vae_cfg, te_sd):
+    out = {}
+    for k, v in unet_sd.items():
+        out["model.diffusion_model." + ldm_unet_key(k, unet_cfg)] = v
+    for k, v in vae_sd.items():
+        key = "first_stage_model." + ldm_vae_key(k, vae_cfg)
+        if ".mid.attn_1." in key and v.dim() == 2:
+            v = v[:, :, None, None]  # the original's 1x1 convolutions
+        out[key] = v
+    for k, v in te_sd.items():
+        out["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    assert len(out) == len(unet_sd) + len(vae_sd) + len(te_sd), "two names converted to one"
+    return out
+
+
+def read_st(path):
+    from safetensors.torch import load_file
+    return load_file(path)
+
+
+def ldm_single_file():
+    unet_cfg = json.load(open(os.path.join(TINY, "unet", "config.json")))
+    vae_cfg = json.load(open(os.path.join(TINY, "vae", "config.json")))
+    unet_sd = read_st(os.path.join(TINY, "unet", "diffusion_pytorch_model.safetensors"))
+    vae_sd = read_st(os.path.join(TINY, "vae", "diffusion_pytorch_model.safetensors"))
+    te_sd = read_st(os.path.join(TINY, "text_encoder", "model.safetensors"))
+    ldm = to_ldm(unet_sd, unet_cfg, vae_sd, vae_cfg, te_sd)
+    path = os.path.join(OUT, "tiny_ip2p_ldm.safetensors")
+    save_tensors(path, ldm, {"format": "pt"})
+    # diffusers' own conversion must give back exactly the folder's weights
+    pipe = StableDiffusionInstructPix2PixPipeline.from_single_file(
+        path, config=TINY, local_files_only=True, safety_checker=None, requires_safety_checker=False)
+    for name, ref in (("unet", unet_sd), ("vae", vae_sd), ("text_encoder", te_sd)):
+        got = getattr(pipe, name).state_dict()
+        ref = {(k[len("text_model."):] if name == "text_encoder" and k not in got else k): v for k, v in ref.items()}
+        ref.pop("embeddings.position_ids", None)
+        ref.pop("text_model.embeddings.position_ids", None)
+        missing = [k for k in ref if k not in got]
+        assert not missing, f"{name}: diffusers did not load {missing[:5]}"
+        bad = [k for k in ref if not torch.equal(got[k], ref[k])]
+        assert not bad, f"{name}: diffusers' from_single_file gives other weights for {bad[:5]}"
+    log(f"  tiny_ip2p_ldm.safetensors: {len(ldm)} tensors; diffusers' from_single_file(config=tiny_ip2p) "
+        f"loads exactly the folder's weights")
+
+    # The names and shapes of the full-size InstructPix2Pix checkpoint in this layout
+    # (from make_goldens' full-size configs, meta device): what detection must read.
+    full = os.path.join(DATA, "full_size")
+    from diffusers import UNet2DConditionModel, AutoencoderKL
+    from transformers import CLIPTextModel, CLIPTextConfig
+    with torch.device("meta"):
+        ucfg = UNet2DConditionModel.load_config(os.path.join(full, "unet_config.json"))
+        vcfg = AutoencoderKL.load_config(os.path.join(full, "vae_config.json"))
+        u = UNet2DConditionModel.from_config(ucfg)
+        v = AutoencoderKL.from_config(vcfg)
+        t = CLIPTextModel(CLIPTextConfig.from_json_file(os.path.join(full, "text_encoder_config.json")))
+    full_ldm = to_ldm(u.state_dict(), ucfg, v.state_dict(), vcfg, t.state_dict())
+    lines = sorted(f"{k} {','.join(str(d) for d in val.shape)}" for k, val in full_ldm.items())
+    with open(os.path.join(OUT, "ldm_full_size_shapes.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log(f"  ldm_full_size_shapes.txt: {len(lines)} tensors")
+
+
 def main():
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
@@ -117,6 +258,7 @@ def main():
     dpm_config_folder()
     golden_dpmpp(False)
     golden_dpmpp(True)
+    ldm_single_file()
     # The edit golden through make_goldens' own code, with the DPM scheduler added to its table.
     make_goldens.SCHEDULERS["dpmpp_2m"] = DPMSolverMultistepScheduler
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(TINY, safety_checker=None,
