@@ -8,6 +8,7 @@
 #include "model/pipeline.h"
 #include "model/safetensors.h"
 #include "model/single_file.h"
+#include "model/tensor_file.h"
 #include "model/weights.h"
 
 namespace via::model {
@@ -15,18 +16,15 @@ namespace fs = std::filesystem;
 
 void InstructPix2Pix::load_single_file() {
   const std::string& path = model_dir_;
-  const std::string ext = fs::path(path).extension().string();
-  if (ext == ".ckpt" || ext == ".bin" || ext == ".pt" || ext == ".pth")
-    throw ModelError(path + ": PyTorch pickle checkpoints are not read (they can run code when loaded); "
-                     "convert it to .safetensors");
-  if (ext != ".safetensors")
-    throw ModelError(path + ": not a model folder or a .safetensors checkpoint");
+  if (fs::path(path).extension() != ".safetensors" && !is_pickle_checkpoint_name(path))
+    throw ModelError(path + ": not a model folder or a checkpoint file (.safetensors, .ckpt, .bin, .pt, .pth)");
   layout_ = "original single file";
 
   ShapeMap shapes;
   {
-    const SafeTensorsFile file(path);  // the header only; tensors are read by the loaders
-    for (const std::string& name : file.names()) shapes.emplace(name, file.info(name).shape);
+    // The header (or pickle) only; tensors are read by the loaders.
+    const std::unique_ptr<TensorFile> file = open_tensor_file(path);
+    for (const std::string& name : file->names()) shapes.emplace(name, file->info(name).shape);
   }
   if (!is_ldm_checkpoint(shapes))
     throw ModelError(path + ": no '" + std::string(kLdmUnetPrefix) +

@@ -5,6 +5,7 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "model/tensor_file.h"
 #include "model/weights.h"
 
 #include <ATen/ATen.h>
@@ -167,8 +168,8 @@ CLIPTextModel load_clip_text_model(const CLIPTextConfig& config, const std::vect
   // transformers 5 saves the same tensors without the prefix.
   bool prefixed = false;
   for (const std::string& path : files) {
-    const SafeTensorsFile file(path);
-    for (const std::string& name : file.names()) {
+    const std::unique_ptr<TensorFile> file = open_tensor_file(path);
+    for (const std::string& name : file->names()) {
       const std::optional<std::string> as = rename ? rename(name) : std::optional<std::string>(name);
       prefixed |= as && as->rfind("text_model.", 0) == 0;
     }

@@ -2,6 +2,7 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "model/tensor_file.h"
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
@@ -55,7 +56,7 @@ std::string where_of(const std::vector<std::string>& files) {
 
 // Copies `name` from the file's mapping into `dst` (same shape, contiguous),
 // converting dtype and device, and releases the mapped pages behind each chunk.
-void copy_from_mapping(const SafeTensorsFile& file, const std::string& name, at::Tensor& dst) {
+void copy_from_mapping(const TensorFile& file, const std::string& name, at::Tensor& dst) {
   const at::Tensor src = file.tensor(name);
   const int64_t numel = src.numel();
   if (numel == 0) return;
@@ -84,14 +85,18 @@ std::vector<std::string> find_weight_files(const std::string& component_dir) {
       if (fs::is_regular_file(index, ec)) return shards_from_index(index);
     }
   }
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".bin")
-      throw ModelError(component_dir + ": only PyTorch pickle weights (" + entry.path().filename().string() +
-                       ") found; via reads safetensors only, convert the checkpoint to safetensors");
+  // Older uploads have only PyTorch pickle weights; they are parsed, never executed (model/pickle_checkpoint.h).
+  for (const char* variant : {"", ".fp16"}) {
+    for (const char* base : {"diffusion_pytorch_model", "pytorch_model"}) {  // WEIGHTS_NAME in both libraries
+      const fs::path single = dir / (std::string(base) + variant + ".bin");
+      if (fs::is_regular_file(single, ec)) return {single.string()};
+      const fs::path index = dir / (std::string(base) + ".bin.index" + variant + ".json");
+      if (fs::is_regular_file(index, ec)) return shards_from_index(index);
+    }
   }
   throw ModelError(component_dir +
                    ": no weights found (expected diffusion_pytorch_model.safetensors, model.safetensors, "
-                   "an fp16 variant or a sharded .safetensors.index.json)");
+                   "an fp16 variant, a sharded .safetensors.index.json, or the .bin equivalents)");
 }
 
 void load_weights(torch::nn::Module& module, const std::vector<std::string>& files, const WeightLoadOptions& options) {
@@ -100,14 +105,14 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
     throw ModelError(where_of(files) + ": cannot load weights as " + std::string(c10::toString(options.dtype)) +
                      " (not a floating-point type)");
 
-  std::vector<std::unique_ptr<SafeTensorsFile>> opened;
+  std::vector<std::unique_ptr<TensorFile>> opened;
   struct Source {
     size_t file;       // index into opened
     std::string name;  // the checkpoint's own name
   };
   std::map<std::string, Source> owner;  // module name -> where the checkpoint holds it
   for (const std::string& path : files) {
-    opened.push_back(std::make_unique<SafeTensorsFile>(path));
+    opened.push_back(open_tensor_file(path));
     for (const std::string& name : opened.back()->names()) {
       std::optional<std::string> target = options.rename ? options.rename(name) : std::optional<std::string>(name);
       if (!target) continue;

@@ -20,9 +20,10 @@ namespace via::model {
 /// load order. Looks for, in this order: `<base>.safetensors`, the sharded
 /// `<base>.safetensors.index.json`, then the fp16 variants
 /// `<base>.fp16.safetensors` and `<base>.safetensors.index.fp16.json`, with
-/// base `diffusion_pytorch_model` (diffusers) or `model` (transformers).
-/// A missing folder, a folder with no weights (or only `.bin` weights) or a
-/// broken index throws ModelError naming the folder.
+/// base `diffusion_pytorch_model` (diffusers) or `model` (transformers);
+/// then the same names with `.bin` (PyTorch pickle weights, read without
+/// executing them). A missing folder, a folder with no weights or a broken
+/// index throws ModelError naming the folder.
 std::vector<std::string> find_weight_files(const std::string& component_dir);
 
 /// How load_weights places tensors.

@@ -248,6 +248,56 @@ def ldm_single_file():
     log(f"  ldm_full_size_shapes.txt: {len(lines)} tensors")
 
 
+
+# ----------------------------------------------------------------------------
+# PyTorch pickle checkpoints (torch.save's zip format) and hostile variants.
+# ----------------------------------------------------------------------------
+
+class Evil:
+    """Unpickling this runs os.system: a safe reader must refuse it unread."""
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/via_pickle_was_executed",))
+
+
+def pickle_checkpoints():
+    import zipfile
+    out = os.path.join(OUT, "pickle")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.join(out, "vae_bin"))
+    shutil.copy(os.path.join(TINY, "vae", "config.json"), os.path.join(out, "vae_bin", "config.json"))
+    vae_sd = read_st(os.path.join(TINY, "vae", "diffusion_pytorch_model.safetensors"))
+    torch.save(vae_sd, os.path.join(out, "vae_bin", "diffusion_pytorch_model.bin"))
+    back = torch.load(os.path.join(out, "vae_bin", "diffusion_pytorch_model.bin"), weights_only=True)
+    assert all(torch.equal(back[k], vae_sd[k]) for k in vae_sd)
+
+    # the whole tiny model in the original layout, as a Lightning-style .ckpt
+    ldm = read_st(os.path.join(OUT, "tiny_ip2p_ldm.safetensors"))
+    torch.save({"state_dict": ldm, "global_step": 22000, "epoch": 3}, os.path.join(out, "tiny_ip2p_ldm.ckpt"))
+
+    # hostile / malformed files
+    small = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4, dtype=torch.float16)}
+    torch.save(small, os.path.join(out, "small.bin"))
+    torch.save({"a": small["a"], "evil": Evil()}, os.path.join(out, "evil_os_system.bin"))
+
+    def rewrite_pkl(src, dst, data):
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+            for item in zin.infolist():
+                body = zin.read(item.filename)
+                zout.writestr(item, data if item.filename.endswith("/data.pkl") else body)
+    # EMPTY_SET (0x8f) at byte 3: not an opcode a tensor checkpoint uses
+    rewrite_pkl(os.path.join(out, "small.bin"), os.path.join(out, "bad_opcode.bin"), b"\x80\x02}\x8f.")
+    # builtins.eval through STACK_GLOBAL (protocol 4 spelling)
+    rewrite_pkl(os.path.join(out, "small.bin"), os.path.join(out, "evil_stack_global.bin"),
+                b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93\x8c\x0aprint('x')\x85R.")
+    # a deflate-compressed zip of the same entries
+    with zipfile.ZipFile(os.path.join(out, "small.bin")) as zin, \
+            zipfile.ZipFile(os.path.join(out, "compressed.bin"), "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, zin.read(item.filename), compress_type=zipfile.ZIP_DEFLATED)
+    assert not os.path.exists("/tmp/via_pickle_was_executed")
+    log(f"  pickle/: {sorted(os.listdir(out))}")
+
+
 def main():
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
@@ -259,6 +309,7 @@ def main():
     golden_dpmpp(False)
     golden_dpmpp(True)
     ldm_single_file()
+    pickle_checkpoints()
     # The edit golden through make_goldens' own code, with the DPM scheduler added to its table.
     make_goldens.SCHEDULERS["dpmpp_2m"] = DPMSolverMultistepScheduler
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(TINY, safety_checker=None,
