@@ -11,6 +11,7 @@
 #include <cctype>
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
 
 #include "model/json_file.h"
 #include "model/pipeline_text.h"
@@ -153,20 +154,21 @@ InstructPix2Pix::InstructPix2Pix(const std::string& model_dir, const ModelOption
 void InstructPix2Pix::read_scheduler_choice(const std::string& folder) {
   const fs::path dir(folder);
   scheduler_config_ = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
-  scheduler_class_ = scheduler_config_.class_name;
-  scheduler_class_source_ = scheduler_config_.source;
+  std::tie(scheduler_class_, scheduler_class_source_) = named_scheduler_class(folder, scheduler_config_);
+  check_scheduler_choice();
+}
+
+std::pair<std::string, std::string> named_scheduler_class(const std::string& folder, const SchedulerConfig& config) {
   // diffusers builds the class model_index.json names, with scheduler_config.json's settings.
-  const std::string index_path = (dir / "model_index.json").string();
+  const std::string index_path = (fs::path(folder) / "model_index.json").string();
   std::error_code ec;
   if (fs::exists(index_path, ec)) {
     const nlohmann::json index = read_json_file(index_path);  // a corrupt index is an error too
     const auto entry = index.is_object() ? index.find("scheduler") : index.end();
-    if (entry != index.end() && entry->is_array() && entry->size() == 2 && (*entry)[1].is_string()) {
-      scheduler_class_ = (*entry)[1].get<std::string>();
-      scheduler_class_source_ = index_path;
-    }
+    if (entry != index.end() && entry->is_array() && entry->size() == 2 && (*entry)[1].is_string())
+      return {(*entry)[1].get<std::string>(), index_path};
   }
-  check_scheduler_choice();
+  return {config.class_name, config.source};
 }
 
 void InstructPix2Pix::check_scheduler_choice() const {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/attention_control.h"
@@ -191,5 +192,10 @@ const std::vector<std::string>& required_model_files();
 /// exists (transformers 5's), else the missing {vocab.json, merges.txt}
 /// (paths inside `tokenizer_dir`; they may not exist).
 std::vector<std::string> tokenizer_files(const std::string& tokenizer_dir);
+
+/// (class, file naming it) of the scheduler a diffusers folder asks for:
+/// model_index.json's "scheduler" entry, else `config`'s _class_name (read
+/// from the folder's scheduler/scheduler_config.json).
+std::pair<std::string, std::string> named_scheduler_class(const std::string& folder, const SchedulerConfig& config);
 
 }  // namespace via::model
