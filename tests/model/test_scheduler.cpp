@@ -430,6 +430,32 @@ TEST_P(DpmSolverGolden, TrajectoryMatchesReference) {
 INSTANTIATE_TEST_SUITE_P(TinyModel, DpmSolverGolden, ::testing::Values("dpmpp", "dpmpp_karras"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
+// The settings beyond the defaults (goldens/scheduler_dpmpp_variants.safetensors).
+TEST(DpmSolver, VariantsMatchTheReference) {
+  const SafeTensorsFile golden(reference_data("goldens/scheduler_dpmpp_variants.safetensors"));
+  const nlohmann::json base = read_json_file(reference_data("tiny_ip2p/scheduler/scheduler_config.json"));
+  ASSERT_EQ(golden.metadata().size(), 7u);
+  for (const auto& [name, overrides] : golden.metadata()) {
+    nlohmann::json j = base;
+    j.update(nlohmann::json::parse(overrides));
+    const SchedulerConfig config = SchedulerConfig::from_json(j, name);
+    for (int64_t n : {7, 16}) {
+      const std::string p = name + "_n" + std::to_string(n) + "_", what = name + " n=" + std::to_string(n);
+      auto s = make_scheduler(SchedulerKind::DpmSolver, config);
+      s->set_timesteps(n);
+      EXPECT_TRUE(at::equal(s->timesteps(), golden.tensor(p + "timesteps"))) << what << ": " << s->timesteps();
+      expect_tensor_close(dynamic_cast<DpmSolverScheduler&>(*s).sigmas(), golden.tensor(p + "sigmas"), 1e-6,
+                          what + " sigmas");
+      const at::Tensor outputs = golden.tensor(p + "model_outputs"), prevs = golden.tensor(p + "prev_samples");
+      at::Tensor cur = golden.tensor(p + "sample");
+      for (int64_t i = 0; i < n; ++i) {
+        cur = s->step(outputs[i], i, cur, at::Tensor());
+        expect_tensor_close(cur, prevs[i], 2e-6, what + " step " + std::to_string(i));
+      }
+    }
+  }
+}
+
 TEST(DpmSolver, KarrasFromTheConfigEqualsTheKarrasKind) {
   SchedulerConfig config = SchedulerConfig::from_file(reference_data("tiny_ip2p/scheduler/scheduler_config.json"));
   auto forced = make_scheduler(SchedulerKind::DpmSolverKarras, config);

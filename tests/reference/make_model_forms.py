@@ -8,6 +8,8 @@ Writes, from the committed tiny model (data/tiny_ip2p, never modified here):
   data/goldens/scheduler_dpmpp.safetensors, scheduler_dpmpp_karras.safetensors
                                          DPM-Solver++ 2M trajectories (same layout as the other
                                          scheduler goldens, see README.md)
+  data/goldens/scheduler_dpmpp_variants.safetensors  trajectories for DPM_VARIANTS (heun, order 1,
+                                         leading/trailing, sigma_min, v-prediction, cosine + lambda clipping)
   data/goldens/edit_dpmpp_2m.safetensors a whole pipeline edit with DPMSolverMultistepScheduler
                                          (same layout as edit_ddim.safetensors)
 
@@ -61,9 +63,51 @@ def tokenizer_tf5():
     log(f"  tokenizer_tf5: {files}, {len(entries)} instructions agree with the vocab.json/merges.txt form")
 
 
-def dpm_scheduler(karras):
+def dpm_scheduler(karras, **overrides):
     cfg = DPMSolverMultistepScheduler.load_config(os.path.join(TINY, "scheduler"))
-    return DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=karras)
+    return DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=karras, **overrides)
+
+
+# Settings beyond the defaults that DpmSolverScheduler implements; one golden each.
+DPM_VARIANTS = {
+    "heun": dict(solver_type="heun"),
+    "order1": dict(solver_order=1),
+    "leading": dict(timestep_spacing="leading"),
+    "trailing": dict(timestep_spacing="trailing"),
+    "sigma_min": dict(final_sigmas_type="sigma_min", lower_order_final=False),
+    "vpred": dict(prediction_type="v_prediction"),
+    "cosine_clipped": dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1),
+    # Not here: cosine + Karras. Its first timesteps repeat (998, 998, ...) and diffusers'
+    # index_for_timestep then starts at step index 1, running past the schedule's end.
+}
+
+
+@torch.no_grad()
+def golden_dpm_variants():
+    tensors, meta = {}, {}
+    h, w = IMAGE_H // 4, IMAGE_W // 4
+    for name, overrides in DPM_VARIANTS.items():
+        for n in (7, 16):
+            gen = torch.Generator().manual_seed(400 + n)
+            over = dict(overrides)
+            karras = over.pop("use_karras_sigmas", False)
+            sched = dpm_scheduler(karras, **over)
+            sched.set_timesteps(n)
+            p = f"{name}_n{n}_"
+            tensors[p + "timesteps"] = sched.timesteps.clone()
+            tensors[p + "sigmas"] = sched.sigmas.clone()
+            cur = torch.randn(1, 4, h, w, generator=gen)
+            tensors[p + "sample"] = cur
+            outs = torch.randn(n, 1, 4, h, w, generator=gen)
+            tensors[p + "model_outputs"] = outs
+            prevs = []
+            for i, t in enumerate(sched.timesteps):
+                cur = sched.step(outs[i], t, cur).prev_sample
+                prevs.append(cur)
+            tensors[p + "prev_samples"] = torch.stack(prevs)
+        meta[name] = json.dumps(overrides, sort_keys=True)
+    save_tensors(os.path.join(DATA, "goldens", "scheduler_dpmpp_variants.safetensors"), tensors, meta)
+    log(f"  scheduler_dpmpp_variants: {sorted(DPM_VARIANTS)}")
 
 
 @torch.no_grad()
@@ -308,6 +352,7 @@ def main():
     dpm_config_folder()
     golden_dpmpp(False)
     golden_dpmpp(True)
+    golden_dpm_variants()
     ldm_single_file()
     pickle_checkpoints()
     # The edit golden through make_goldens' own code, with the DPM scheduler added to its table.
