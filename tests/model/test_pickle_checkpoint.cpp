@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "model/pipeline.h"
+#include "model/text_encoder.h"
 #include "model/vae.h"
+#include "model/weights.h"
 
 namespace fs = std::filesystem;
 using namespace via::model;
@@ -66,6 +68,17 @@ TEST(PickleCheckpoint, BinFolderLoadsTheSafetensorsBits) {
     ++n;
   }
   EXPECT_EQ(n, want.size());
+}
+
+TEST(PickleCheckpoint, ShardedBinTextEncoderGivesTheSameOutput) {
+  // transformers 4's sharded pickle weights: pytorch_model-0000k-of-00003.bin + pytorch_model.bin.index.json.
+  const std::string dir = pickle_data("text_encoder_bin_sharded");
+  EXPECT_EQ(find_weight_files(dir).size(), 3u);
+  CLIPTextModel bin = load_clip_text_model(dir);
+  CLIPTextModel st = load_clip_text_model(reference_data("tiny_ip2p/text_encoder"));
+  const at::Tensor ids = at::randint(0, 834, {2, 77}, at::TensorOptions().dtype(at::kLong));
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(bin->forward(ids), st->forward(ids)));
 }
 
 TEST(PickleCheckpoint, LightningCkptSingleFileLoadsTheFolderBits) {

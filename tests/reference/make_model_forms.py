@@ -314,6 +314,22 @@ def pickle_checkpoints():
     back = torch.load(os.path.join(out, "vae_bin", "diffusion_pytorch_model.bin"), weights_only=True)
     assert all(torch.equal(back[k], vae_sd[k]) for k in vae_sd)
 
+    # the text encoder as transformers 4 sharded pickle weights (pytorch_model.bin.index.json)
+    te_dir = os.path.join(out, "text_encoder_bin_sharded")
+    os.makedirs(te_dir)
+    shutil.copy(os.path.join(TINY, "text_encoder", "config.json"), os.path.join(te_dir, "config.json"))
+    te_sd = read_st(os.path.join(TINY, "text_encoder", "model.safetensors"))
+    names = sorted(te_sd)
+    weight_map = {}
+    for k in range(3):
+        shard = f"pytorch_model-{k + 1:05d}-of-00003.bin"
+        part = {n: te_sd[n] for n in names[k::3]}
+        torch.save(part, os.path.join(te_dir, shard))
+        weight_map.update({n: shard for n in part})
+    write_json(os.path.join(te_dir, "pytorch_model.bin.index.json"),
+               {"metadata": {"total_size": sum(v.numel() * v.element_size() for v in te_sd.values())},
+                "weight_map": dict(sorted(weight_map.items()))})
+
     # the whole tiny model in the original layout, as a Lightning-style .ckpt
     ldm = read_st(os.path.join(OUT, "tiny_ip2p_ldm.safetensors"))
     torch.save({"state_dict": ldm, "global_step": 22000, "epoch": 3}, os.path.join(out, "tiny_ip2p_ldm.ckpt"))
