@@ -98,8 +98,13 @@ nlohmann::json detect_unet(const ShapeMap& shapes, const std::string& where) {
   const std::string mid_attn = "middle_block.1.transformer_blocks.0.attn2.to_k.weight";
   if (w.has(mid_attn)) {
     c["cross_attention_dim"] = w.dim(mid_attn, 1);
-    // SD-2's OpenCLIP text width 1024 comes with 64-wide heads (its published configs).
-    if (w.dim(mid_attn, 1) == 1024) c["attention_head_dim"] = {5, 10, 20, 20};
+    // SD-2's OpenCLIP text width 1024 comes with 64-wide heads (its published
+    // configs: attention_head_dim [5, 10, 20, 20] for channels [320, 640, 1280, 1280]).
+    if (w.dim(mid_attn, 1) == 1024) {
+      std::vector<int64_t> heads;
+      for (int64_t ch : channels) heads.push_back(std::max<int64_t>(1, ch / 64));
+      c["attention_head_dim"] = heads;
+    }
     c["use_linear_projection"] = w.at("middle_block.1.proj_in.weight").size() == 2;
   }
   return c;

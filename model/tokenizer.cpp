@@ -341,6 +341,17 @@ std::vector<std::u32string> pre_tokenize(const std::u32string& s) {
   return words;
 }
 
+// "a b" -> (a, b): exactly two non-empty symbols separated by one space.
+bool split_merge(const std::string& line, std::string* a, std::string* b) {
+  const size_t space = line.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
+      line.find(' ', space + 1) != std::string::npos)
+    return false;
+  *a = line.substr(0, space);
+  *b = line.substr(space + 1);
+  return true;
+}
+
 // A special token value in tokenizer_config.json / special_tokens_map.json:
 // a string or an AddedToken object {"content": ...}.
 bool special_token(const nlohmann::json& config, const char* key, const std::string& where, std::string* out) {
@@ -391,12 +402,10 @@ void ClipTokenizer::read_merges_txt(const std::string& merges_path) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.rfind("#version", 0) == 0 || line.empty()) continue;
-    const size_t space = line.find(' ');
     const std::string where = merges_path + ": line " + std::to_string(line_no);
-    if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-        line.find(' ', space + 1) != std::string::npos)
-      throw ModelError(where + " is not two space-separated symbols");
-    add_merge(line.substr(0, space), line.substr(space + 1), where, "vocab.json");
+    std::string a, b;
+    if (!split_merge(line, &a, &b)) throw ModelError(where + " is not two space-separated symbols");
+    add_merge(a, b, where, "vocab.json");
   }
   if (merges.bad()) throw ModelError(merges_path + ": read error");
 }
@@ -423,12 +432,9 @@ std::string ClipTokenizer::read_tokenizer_json(const std::string& path) {
     if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       add_merge(m[0].get<std::string>(), m[1].get<std::string>(), where, "model.vocab");
     } else if (m.is_string()) {
-      const std::string line = m.get<std::string>();
-      const size_t space = line.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-          line.find(' ', space + 1) != std::string::npos)
-        throw ModelError(where + " is not two space-separated symbols");
-      add_merge(line.substr(0, space), line.substr(space + 1), where, "model.vocab");
+      std::string a, b;
+      if (!split_merge(m.get<std::string>(), &a, &b)) throw ModelError(where + " is not two space-separated symbols");
+      add_merge(a, b, where, "model.vocab");
     } else {
       throw ModelError(where + " is neither a pair of symbols nor an \"a b\" string");
     }
@@ -436,7 +442,7 @@ std::string ClipTokenizer::read_tokenizer_json(const std::string& path) {
   // The special tokens it declares must have the ids the vocabulary gives them.
   if (const auto added = j.find("added_tokens"); added != j.end() && added->is_array()) {
     for (const auto& t : *added) {
-      if (!t.is_object() || !t.contains("content") || !t.contains("id")) continue;
+      if (!t.is_object() || !t.contains("content") || !t["content"].is_string() || !t.contains("id")) continue;
       const auto it = vocab_.find(t["content"].get<std::string>());
       if (it == vocab_.end() || !t["id"].is_number_integer() || it->second != t["id"].get<int64_t>())
         throw ModelError(path + ": added token '" + t["content"].get<std::string>() +

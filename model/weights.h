@@ -44,8 +44,9 @@ struct WeightLoadOptions {
   bool conv1x1_as_linear = false;
 };
 
-/// Loads the tensors of `files` into `module`'s parameters and buffers (matched
-/// by full dotted name). The checkpoint and the module must hold exactly the
+/// Loads the tensors of `files` (safetensors or pickle checkpoints, see
+/// model/tensor_file.h) into `module`'s parameters and buffers (matched
+/// by full dotted name, after options.rename). The checkpoint and the module must hold exactly the
 /// same names with the same shapes: every missing, unexpected or wrongly shaped
 /// tensor is listed in one ModelError naming the tensor and both shapes.
 /// Each tensor is copied chunk by chunk straight from the file's memory mapping
@@ -53,7 +54,8 @@ struct WeightLoadOptions {
 /// device (build the module under DefaultDtypeGuard for that), else into new
 /// storage swapped in with set_data, freeing the old one tensor by tensor; the
 /// mapped pages are released behind each chunk. Peak memory: the module's
-/// size plus 16 MB. Runs under NoGradGuard; requires_grad is kept.
+/// size plus 16 MB (for pickle files, `.bin`/`.ckpt`: plus the largest
+/// tensor, read whole). Runs under NoGradGuard; requires_grad is kept.
 void load_weights(torch::nn::Module& module, const std::vector<std::string>& files,
                   const WeightLoadOptions& options = {});
 

@@ -215,6 +215,19 @@ TEST(LdmConfigs, TinyWeightsGiveTheTinyShapes) {
   const nlohmann::json text = read_json_file(reference_data("tiny_ip2p/text_encoder/config.json"));
   for (const char* key : {"hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size"})
     EXPECT_EQ(d.text_encoder[key], text[key]) << key;
+  EXPECT_EQ(d.unet["transformer_layers_per_block"], 1);
+  EXPECT_EQ(d.unet["use_linear_projection"], false);
+  // Depth 2 and linear projections (SD-2 style) show in the weights.
+  ShapeMap deeper = shapes;
+  for (const auto& [name, shape] : shapes) {
+    const std::string one = ".transformer_blocks.0.";
+    const size_t at = name.find(one);
+    if (at != std::string::npos) deeper.emplace(name.substr(0, at) + ".transformer_blocks.1." + name.substr(at + one.size()), shape);
+  }
+  deeper["model.diffusion_model.middle_block.1.proj_in.weight"] = {32, 32};
+  const DetectedConfigs d2 = detect_ldm_configs(deeper, "deeper");
+  EXPECT_EQ(d2.unet["transformer_layers_per_block"], 2);
+  EXPECT_EQ(d2.unet["use_linear_projection"], true);
   // Missing an essential tensor: named.
   shapes.erase("first_stage_model.decoder.conv_in.weight");
   try {
