@@ -120,6 +120,8 @@ std::optional<std::string> ldm_unet_name(const std::string& key, int64_t layers_
 std::optional<std::string> ldm_vae_name(const std::string& key, int64_t num_blocks) {
   if (!starts_with(key, kLdmVaePrefix)) return std::nullopt;
   const std::string k = key.substr(std::char_traits<char>::length(kLdmVaePrefix));
+  // Training-only weights some VAE checkpoints keep (LPIPS / discriminator of ldm's loss module).
+  if (k.rfind("loss.", 0) == 0) return std::nullopt;
   for (const auto& [from, to] : kVaeTop)
     if (starts_with(k, from)) return replace_prefix(k, kVaeTop);
   for (const std::string side : {"encoder.", "decoder."}) {

@@ -30,7 +30,8 @@ std::optional<std::string> ldm_unet_name(const std::string& key, int64_t layers_
 /// An original-layout VAE key (`first_stage_model.decoder.up.0.block.1.conv1.weight`)
 /// as the diffusers name (`decoder.up_blocks.<n-1>.resnets.1.conv1.weight`);
 /// `num_blocks` = len(block_out_channels) (decoder blocks are numbered in
-/// reverse). nullopt for keys of other components.
+/// reverse). nullopt for keys of other components and for the training-only
+/// `first_stage_model.loss.*` (LPIPS / discriminator) weights.
 std::optional<std::string> ldm_vae_name(const std::string& key, int64_t num_blocks);
 
 /// An original-layout text-encoder key (`cond_stage_model.transformer.text_model.*`,

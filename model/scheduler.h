@@ -7,7 +7,10 @@
 //
 // Unlike the reference, a scheduler is stateless between steps: the caller
 // passes the step index and, for ancestral sampling, the noise tensor, so a
-// frame's result never depends on call order or on a shared generator.
+// frame's result never depends on call order or on a shared generator. The
+// exception is DPM-Solver++ (multistep: it keeps the previous step's data
+// prediction; see DpmSolverScheduler), also diffusers 0.42.1
+// (scheduling_dpmsolver_multistep.py).
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json_fwd.hpp>
 

@@ -174,6 +174,8 @@ TEST(LdmNames, FullSizeCheckpointMapsOntoTheReferenceModules) {
   EXPECT_EQ(ldm_vae_name("first_stage_model.decoder.up.0.block.0.nin_shortcut.weight", 4),
             "decoder.up_blocks.3.resnets.0.conv_shortcut.weight");
   EXPECT_FALSE(ldm_unet_name("first_stage_model.encoder.conv_in.weight", 2).has_value());
+  EXPECT_FALSE(ldm_vae_name("first_stage_model.loss.discriminator.main.0.weight", 4).has_value());
+  EXPECT_FALSE(ldm_vae_name("model_ema.decay", 4).has_value());
   EXPECT_EQ(ldm_text_encoder_name("cond_stage_model.transformer.embeddings.token_embedding.weight"),
             "text_model.embeddings.token_embedding.weight");
 }
