@@ -23,6 +23,19 @@ namespace {
 
 using Rename = std::function<std::optional<std::string>(const std::string&)>;
 
+// The checkpoint's names and shapes against the modules a config builds
+// (meta tensors: no memory): the mismatch loading would report.
+void check_names(const UNetConfig& unet, const std::vector<std::string>& unet_files, const Rename& unet_rename,
+                 const VaeConfig& vae, const std::vector<std::string>& vae_files, const Rename& vae_rename) {
+  const ParamInit shape_only{ParamInit::Fill::ShapeOnly, at::kFloat, c10::Device(c10::kMeta)};
+  WeightLoadOptions options;
+  options.rename = unet_rename;
+  check_weights(*UNet2DConditionModel(unet, shape_only), unet_files, options);
+  options.rename = vae_rename;
+  options.conv1x1_as_linear = true;
+  check_weights(*AutoencoderKL(vae, shape_only), vae_files, options);
+}
+
 // Tensor count, parameter count and dtypes of the tensors of `files` that `rename` keeps.
 nlohmann::json weight_summary(const std::vector<std::string>& files, const Rename& rename) {
   int64_t tensors = 0, parameters = 0;
@@ -126,8 +139,11 @@ nlohmann::json inspect_model(const std::string& path, const std::string& config_
     const int64_t layers = unet.layers_per_block.empty() ? 2 : unet.layers_per_block.front();
     const auto blocks = static_cast<int64_t>(vae.block_out_channels.size());
     const std::vector<std::string> files = {path};
-    out["components"]["unet"] = weight_summary(files, [layers](const std::string& k) { return ldm_unet_name(k, layers); });
-    out["components"]["vae"] = weight_summary(files, [blocks](const std::string& k) { return ldm_vae_name(k, blocks); });
+    const Rename unet_rename = [layers](const std::string& k) { return ldm_unet_name(k, layers); };
+    const Rename vae_rename = [blocks](const std::string& k) { return ldm_vae_name(k, blocks); };
+    check_names(unet, files, unet_rename, vae, files, vae_rename);
+    out["components"]["unet"] = weight_summary(files, unet_rename);
+    out["components"]["vae"] = weight_summary(files, vae_rename);
     out["components"]["text_encoder"] = weight_summary(files, ldm_text_encoder_name);
     int64_t ema = 0;
     for (const auto& [name, shape] : shapes) ema += name.rfind("model_ema.", 0) == 0;
@@ -143,8 +159,12 @@ nlohmann::json inspect_model(const std::string& path, const std::string& config_
     vae = VaeConfig::from_file((dir / "vae" / "config.json").string());
     const nlohmann::json text_json = read_json_file((dir / "text_encoder" / "config.json").string());
     CLIPTextConfig::from_json(text_json, (dir / "text_encoder" / "config.json").string());
-    out["components"]["unet"] = weight_summary(find_weight_files((dir / "unet").string()), {});
-    out["components"]["vae"] = weight_summary(find_weight_files((dir / "vae").string()), {});
+    const std::vector<std::string> unet_files = find_weight_files((dir / "unet").string());
+    const std::vector<std::string> vae_files = find_weight_files((dir / "vae").string());
+    check_names(unet, unet_files, {}, vae, vae_files,
+                [](const std::string& k) { return std::optional<std::string>(legacy_vae_name(k)); });
+    out["components"]["unet"] = weight_summary(unet_files, {});
+    out["components"]["vae"] = weight_summary(vae_files, {});
     out["components"]["text_encoder"] = weight_summary(find_weight_files((dir / "text_encoder").string()), {});
     out["components"]["text_encoder"]["config"] = text_summary(text_json);
     const SchedulerConfig sc = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
@@ -156,6 +176,7 @@ nlohmann::json inspect_model(const std::string& path, const std::string& config_
   out["components"]["vae"]["config"] = vae_summary(vae);
   out["unet_in_channels"] = unet.in_channels;
   out["latent_channels"] = vae.latent_channels;
+  out["names_checked"] = "unet, vae (the text encoder's are checked when loading)";
   out["instruct_pix2pix"] = unet.in_channels == 2 * vae.latent_channels && unet.out_channels == vae.latent_channels;
   return out;
 }

@@ -99,18 +99,31 @@ std::vector<std::string> find_weight_files(const std::string& component_dir) {
                    "an fp16 variant, a sharded .safetensors.index.json, or the .bin equivalents)");
 }
 
-void load_weights(torch::nn::Module& module, const std::vector<std::string>& files, const WeightLoadOptions& options) {
+namespace {
+
+// A source of each module tensor, after the name and shape checks load_weights documents.
+struct Source {
+  size_t file;       // index into Matched::opened
+  std::string name;  // the checkpoint's own name
+};
+struct Matched {
+  std::vector<std::unique_ptr<TensorFile>> opened;
+  std::map<std::string, Source> owner;  // module name -> where the checkpoint holds it
+  std::map<std::string, at::Tensor> targets;
+};
+
+Matched match_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
+                      const WeightLoadOptions& options) {
+  Matched m;
+  auto& opened = m.opened;
+  auto& owner = m.owner;
+  auto& targets = m.targets;
+
   if (files.empty()) throw ModelError("load_weights: no weight files given for module '" + module.name() + "'");
   if (!at::isFloatingType(options.dtype))
     throw ModelError(where_of(files) + ": cannot load weights as " + std::string(c10::toString(options.dtype)) +
                      " (not a floating-point type)");
 
-  std::vector<std::unique_ptr<TensorFile>> opened;
-  struct Source {
-    size_t file;       // index into opened
-    std::string name;  // the checkpoint's own name
-  };
-  std::map<std::string, Source> owner;  // module name -> where the checkpoint holds it
   for (const std::string& path : files) {
     opened.push_back(open_tensor_file(path));
     for (const std::string& name : opened.back()->names()) {
@@ -124,7 +137,6 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
     }
   }
 
-  std::map<std::string, at::Tensor> targets;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) targets.emplace(item.key(), item.value());
   for (const auto& item : module.named_buffers(/*recurse=*/true)) targets.emplace(item.key(), item.value());
 
@@ -163,6 +175,22 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
     if (problems.size() > kShown) msg += "; and " + std::to_string(problems.size() - kShown) + " more";
     throw ModelError(msg);
   }
+
+  return m;
+}
+
+}  // namespace
+
+void check_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
+                   const WeightLoadOptions& options) {
+  match_weights(module, files, options);
+}
+
+void load_weights(torch::nn::Module& module, const std::vector<std::string>& files, const WeightLoadOptions& options) {
+  Matched m = match_weights(module, files, options);
+  const auto& opened = m.opened;
+  const auto& owner = m.owner;
+  auto& targets = m.targets;
 
   // In file order, so a cold checkpoint is read sequentially.
   std::map<std::pair<size_t, std::string>, std::string> module_name;  // (file, checkpoint name) -> module name

@@ -59,6 +59,13 @@ struct WeightLoadOptions {
 void load_weights(torch::nn::Module& module, const std::vector<std::string>& files,
                   const WeightLoadOptions& options = {});
 
+/// load_weights' checks (names after options.rename, shapes, kinds) without
+/// reading any tensor data: throws the same ModelError, or returns. For a
+/// module built with ParamInit::Fill::ShapeOnly, this checks a checkpoint
+/// against a config at no memory cost.
+void check_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
+                   const WeightLoadOptions& options = {});
+
 /// find_weight_files(component_dir) followed by load_weights.
 void load_component_weights(torch::nn::Module& module, const std::string& component_dir,
                             const WeightLoadOptions& options = {});

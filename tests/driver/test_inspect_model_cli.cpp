@@ -102,7 +102,13 @@ TEST_F(Cli, TheFirstProblemIsOneErrorLine) {
   nlohmann::json index = nlohmann::json::parse(slurp(dir_ / "m" / "model_index.json"));
   index["scheduler"] = {"diffusers", "PNDMScheduler"};
   std::ofstream(dir_ / "m" / "model_index.json") << index.dump();
+  // A config the checkpoint does not fit: found from the headers, without loading.
+  fs::copy(data("tiny_ip2p"), dir_ / "w", fs::copy_options::recursive);
+  nlohmann::json unet = nlohmann::json::parse(slurp(dir_ / "w" / "unet" / "config.json"));
+  unet["layers_per_block"] = 3;
+  std::ofstream(dir_ / "w" / "unet" / "config.json") << unet.dump();
   for (const auto& [path, needle] : std::vector<std::pair<std::string, std::string>>{
+           {(dir_ / "w").string(), "checkpoint does not match the model's configuration"},
            {(dir_ / "m").string(), "scheduler class 'PNDMScheduler' is not supported"},
            {data("model_forms/pickle/evil_os_system.bin"), "global 'posix.system' is not allowed"},
            {(dir_ / "absent").string(), "model not found"}}) {
