@@ -1,4 +1,4 @@
-"""Reference data for the model forms of issue 12 (see README.md, "Model forms").
+"""Reference data for the model forms of issue 12 (see README.md, "Model forms (issue 12)").
 
 Writes, from the committed tiny model (data/tiny_ip2p, never modified here):
   data/model_forms/tokenizer_tf5/        the tiny tokenizer saved by transformers 5
@@ -12,9 +12,14 @@ Writes, from the committed tiny model (data/tiny_ip2p, never modified here):
                                          leading/trailing, sigma_min, v-prediction, cosine + lambda clipping)
   data/goldens/edit_dpmpp_2m.safetensors a whole pipeline edit with DPMSolverMultistepScheduler
                                          (same layout as edit_ddim.safetensors)
+  data/model_forms/tiny_ip2p_ldm.safetensors  the tiny model in the original CompVis/LDM single-file
+                                         layout (checked with diffusers' from_single_file)
+  data/model_forms/ldm_full_size_shapes.txt   the full-size IP2P keys/shapes in that layout
+  data/model_forms/pickle/               torch.save checkpoints (.bin folder, sharded .bin, Lightning
+                                         .ckpt) and hostile/malformed variants
 
 Run with the reference venv: tests/reference/.venv/bin/python tests/reference/make_model_forms.py
-Deterministic; takes a few seconds.
+Takes ~10 s. Deterministic except the bytes of pickle/compressed.bin (zip timestamps).
 """
 import json
 import os
