@@ -96,7 +96,7 @@ at::Tensor read_init_noise(const std::string& path, const std::vector<int64_t>& 
 }  // namespace
 
 int cmd_edit_image(const Args& args) {
-  std::string model_dir, input, output, instruction, scheduler_name, size_text, init_noise, dtype_name, device_name,
+  std::string model_dir, model_config, input, output, instruction, scheduler_name, size_text, init_noise, dtype_name, device_name,
       resize_name;
   int64_t steps = 20;
   uint64_t seed = 0;
@@ -104,13 +104,14 @@ int cmd_edit_image(const Args& args) {
   int threads = 0;
   po::options_description desc("options");
   desc.add_options()
-      ("model", po::value(&model_dir)->required(), "model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+      ("model", po::value(&model_dir)->required(), "model: a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or an original-layout .safetensors file")
+      ("model-config", po::value(&model_config), "for a single-file --model: a diffusers folder whose configs, tokenizer and scheduler to use (default: built-in SD-1.x InstructPix2Pix configs sized from the weights, tokenizer/ beside the file)")
       ("input", po::value(&input)->required(), "image to edit")
       ("output", po::value(&output)->required(), "where to write the edited image (.png)")
       ("instruction", po::value(&instruction)->required(), "what to change, in plain language")
       ("steps", po::value(&steps)->default_value(20), "denoising steps")
       ("seed", po::value(&seed)->default_value(0), "seed of the initial and the ancestral noise")
-      ("scheduler", po::value(&scheduler_name), "euler_a | euler | ddim (default: the model's own, else euler_a)")
+      ("scheduler", po::value(&scheduler_name), "euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_karras (default: the one the model names)")
       ("text-guidance", po::value(&text_guidance)->default_value(7.5), "text guidance scale s_T")
       ("image-guidance", po::value(&image_guidance)->default_value(1.5), "image guidance scale s_I")
       ("size", po::value(&size_text), "WIDTHxHEIGHT of the edit (multiples of the VAE factor)")
@@ -145,7 +146,7 @@ int cmd_edit_image(const Args& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string("--resize: ") + e.what());
   }
-  const model::ModelOptions options{parse_dtype(dtype_name), parse_device(device_name)};
+  const model::ModelOptions options{parse_dtype(dtype_name), parse_device(device_name), scheduler, model_config};
   if (threads > 0) at::set_num_threads(threads);
 
   const auto start = std::chrono::steady_clock::now();

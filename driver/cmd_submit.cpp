@@ -86,7 +86,8 @@ std::string this_executable() {
 void check_render(const RenderCommand& cmd, const std::string& where) {
   const rank::RenderSettings& s = cmd.settings;
   if (!fs::is_regular_file(s.input)) throw UsageError(where + "input " + s.input + " does not exist");
-  if (!fs::is_directory(s.model)) throw UsageError(where + "model " + s.model + " is not a directory");
+  // A diffusers folder or a single-file checkpoint (model/single_file.h).
+  if (!fs::exists(s.model)) throw UsageError(where + "model " + s.model + " does not exist");
   const fs::path output_dir = fs::path(s.output).parent_path();
   if (!fs::is_directory(output_dir))
     throw UsageError(where + "the output's directory " + output_dir.string() + " does not exist");

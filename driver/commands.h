@@ -12,6 +12,7 @@ using Args = std::vector<std::string>;
 int cmd_version(const Args& args);  // cmd_version.cpp
 int cmd_probe(const Args& args);    // cmd_probe.cpp
 int cmd_edit_image(const Args& args);  // cmd_edit_image.cpp
+int cmd_inspect_model(const Args& args);  // cmd_inspect_model.cpp
 int cmd_make_tiny_model(const Args& args);  // cmd_make_tiny_model.cpp
 int cmd_render(const Args& args);  // cmd_render.cpp
 int cmd_status(const Args& args);  // cmd_status.cpp

@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"version", via::driver::cmd_version, "print via's version and the versions of its libraries"},
     {"probe", via::driver::cmd_probe, "print a video's facts (frames, rate, size, audio); --json for machines"},
     {"edit-image", via::driver::cmd_edit_image, "edit one image from a plain-language instruction"},
+    {"inspect-model", via::driver::cmd_inspect_model, "what a model folder or checkpoint holds; --json for machines"},
     {"make-tiny-model", via::driver::cmd_make_tiny_model, "write a small random model (diffusers layout) for tests and demos"},
 };
 

@@ -17,7 +17,7 @@ po::options_description render_options(RenderCommand& cmd) {
   io_opts.add_options()
       ("input", po::value(&s.input)->required(), "source video")
       ("output", po::value(&s.output)->required(), "edited video (MP4)")
-      ("model", po::value(&s.model)->required(), "InstructPix2Pix folder (diffusers layout)")
+      ("model", po::value(&s.model)->required(), "InstructPix2Pix model: a diffusers folder or an original-layout .safetensors/.ckpt file")
       ("instruction", po::value(&s.instruction)->required(), "the edit, in plain language")
       ("workdir", po::value(&cmd.workdir)->required(), "work directory: settings, adaptation, checkpoints, segments")
       ("resume", po::bool_switch(&cmd.resume), "continue the render in --workdir (starts one if it is empty)")

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
 
 #include "model/json_file.h"
 #include "model/pipeline_text.h"
@@ -39,6 +40,8 @@ void check_model_folder(const std::string& dir) {
   std::vector<std::string> missing;
   for (const std::string& rel : required_model_files())
     if (!fs::is_regular_file(fs::path(dir) / rel)) missing.push_back((fs::path(dir) / rel).string());
+  for (const std::string& path : tokenizer_files((fs::path(dir) / "tokenizer").string()))
+    if (!fs::is_regular_file(path)) missing.push_back(path);
   if (!missing.empty()) {
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
@@ -52,10 +55,17 @@ void check_model_folder(const std::string& dir) {
 const std::vector<std::string>& required_model_files() {
   static const std::vector<std::string> files = {
       "model_index.json",          "unet/config.json",          "vae/config.json",
-      "text_encoder/config.json",  "tokenizer/vocab.json",      "tokenizer/merges.txt",
-      "scheduler/scheduler_config.json",
+      "text_encoder/config.json",  "scheduler/scheduler_config.json",
   };
   return files;
+}
+
+std::vector<std::string> tokenizer_files(const std::string& tokenizer_dir) {
+  const fs::path dir(tokenizer_dir);
+  std::error_code ec;
+  if (!fs::exists(dir / "vocab.json", ec) && fs::exists(dir / "tokenizer.json", ec))
+    return {(dir / "tokenizer.json").string()};
+  return {(dir / "vocab.json").string(), (dir / "merges.txt").string()};
 }
 
 // ---- guidance, noise, image conversions ----
@@ -114,27 +124,56 @@ InstructPix2Pix::InstructPix2Pix(const std::string& model_dir, const ModelOption
   if (options.dtype == at::kHalf && options.device.is_cpu())
     throw ModelError(model_dir + ": fp16 needs a CUDA device (CPU matrix products in fp16 are not available); "
                      "use bf16 or fp32 on the CPU");
-  check_model_folder(model_dir);
-  const fs::path dir(model_dir);
-  read_json_file((dir / "model_index.json").string());  // a corrupt index is an error too
-  scheduler_config_ = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
-  // Fail on an unsupported scheduler setting now rather than at the first edit.
-  make_scheduler(default_scheduler());
-  tokenizer_ = std::make_unique<ClipTokenizer>((dir / "tokenizer").string());
-  text_encoder_ = std::make_unique<CLIPTextModel>(
-      load_clip_text_model((dir / "text_encoder").string(), options.dtype, options.device));
-  unet_ = std::make_unique<UNet2DConditionModel>(load_unet((dir / "unet").string(), options.dtype, options.device));
-  vae_ = std::make_unique<AutoencoderKL>(load_vae((dir / "vae").string(), options.dtype, options.device));
+  std::error_code ec;
+  if (fs::is_regular_file(model_dir, ec)) {
+    load_single_file();
+  } else {
+    check_model_folder(model_dir);
+    const fs::path dir(model_dir);
+    layout_ = "diffusers folder";
+    unet_config_where_ = (dir / "unet" / "config.json").string();
+    read_scheduler_choice(model_dir);
+    tokenizer_ = std::make_unique<ClipTokenizer>((dir / "tokenizer").string());
+    text_encoder_ = std::make_unique<CLIPTextModel>(
+        load_clip_text_model((dir / "text_encoder").string(), options.dtype, options.device));
+    unet_ = std::make_unique<UNet2DConditionModel>(load_unet((dir / "unet").string(), options.dtype, options.device));
+    vae_ = std::make_unique<AutoencoderKL>(load_vae((dir / "vae").string(), options.dtype, options.device));
+  }
 
   const int64_t latent = (*vae_)->config().latent_channels;
   if ((*unet_)->config().in_channels != 2 * latent)
-    throw ModelError((dir / "unet" / "config.json").string() + ": in_channels = " +
+    throw ModelError(unet_config_where_ + ": in_channels = " +
                      std::to_string((*unet_)->config().in_channels) + ", but an InstructPix2Pix UNet takes the " +
                      "noisy latent and the image latent, 2 x latent_channels = " + std::to_string(2 * latent));
   if ((*unet_)->config().out_channels != latent)
-    throw ModelError((dir / "unet" / "config.json").string() + ": out_channels = " +
+    throw ModelError(unet_config_where_ + ": out_channels = " +
                      std::to_string((*unet_)->config().out_channels) + " differs from the VAE's latent_channels = " +
                      std::to_string(latent));
+}
+
+void InstructPix2Pix::read_scheduler_choice(const std::string& folder) {
+  const fs::path dir(folder);
+  scheduler_config_ = SchedulerConfig::from_file((dir / "scheduler" / "scheduler_config.json").string());
+  std::tie(scheduler_class_, scheduler_class_source_) = named_scheduler_class(folder, scheduler_config_);
+  check_scheduler_choice();
+}
+
+std::pair<std::string, std::string> named_scheduler_class(const std::string& folder, const SchedulerConfig& config) {
+  // diffusers builds the class model_index.json names, with scheduler_config.json's settings.
+  const std::string index_path = (fs::path(folder) / "model_index.json").string();
+  std::error_code ec;
+  if (fs::exists(index_path, ec)) {
+    const nlohmann::json index = read_json_file(index_path);  // a corrupt index is an error too
+    const auto entry = index.is_object() ? index.find("scheduler") : index.end();
+    if (entry != index.end() && entry->is_array() && entry->size() == 2 && (*entry)[1].is_string())
+      return {(*entry)[1].get<std::string>(), index_path};
+  }
+  return {config.class_name, config.source};
+}
+
+void InstructPix2Pix::check_scheduler_choice() const {
+  // An unsupported scheduler class or setting is refused now, before any weights are read.
+  make_scheduler(options_.scheduler ? *options_.scheduler : default_scheduler());
 }
 
 std::unique_ptr<Scheduler> InstructPix2Pix::make_scheduler(SchedulerKind kind) const {
@@ -142,7 +181,11 @@ std::unique_ptr<Scheduler> InstructPix2Pix::make_scheduler(SchedulerKind kind) c
 }
 
 SchedulerKind InstructPix2Pix::default_scheduler() const {
-  return scheduler_kind_from_class(scheduler_config_.class_name).value_or(SchedulerKind::EulerAncestral);
+  if (scheduler_class_.empty()) return SchedulerKind::EulerAncestral;
+  if (auto kind = scheduler_kind_from_class(scheduler_class_)) return *kind;
+  throw ModelError(scheduler_class_source_ + ": scheduler class '" + scheduler_class_ +
+                   "' is not supported (supported: " + supported_scheduler_classes() +
+                   "); choose another explicitly (--scheduler: " + supported_scheduler_names() + ")");
 }
 
 int64_t InstructPix2Pix::vae_scale_factor() const { return (*vae_)->downsampling_factor(); }

@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/attention_control.h"
@@ -87,10 +89,21 @@ at::Tensor image_to_rgb8(const at::Tensor& images);
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  ///< kFloat, kBFloat16, kHalf (kHalf only on CUDA)
   c10::Device device = c10::Device(c10::kCPU);
+  /// The scheduler the caller will run. Unset: the model's own
+  /// (default_scheduler()), which must then be one via implements; a model
+  /// naming another class is refused before any weights are read.
+  std::optional<SchedulerKind> scheduler = std::nullopt;
+  /// For a single-file checkpoint: a diffusers folder whose component configs,
+  /// tokenizer and scheduler complete it (as diffusers' from_single_file(config=));
+  /// its weights are not read. Empty: the built-in configs, sized from the
+  /// weights, and the tokenizer/ folder beside the file.
+  std::string config_dir = {};
 };
 
-/// An InstructPix2Pix model loaded from a folder in the diffusers layout:
-/// model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/.
+/// An InstructPix2Pix model loaded from a folder in the diffusers layout
+/// (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or
+/// from a single-file checkpoint in the original layout (.safetensors; see
+/// model/single_file.h and ModelOptions::config_dir).
 ///
 /// Contract: construction loads everything or throws one ModelError naming
 /// the missing or broken file. The methods are const and keep no state
@@ -99,7 +112,8 @@ struct ModelOptions {
 /// (the modules are shared). Everything runs under no-grad.
 class InstructPix2Pix {
  public:
-  /// Loads `model_dir`. fp16 on a CPU device is refused (no CPU half matmuls).
+  /// Loads `model_dir` (a folder or a single file). fp16 on a CPU device is
+  /// refused (no CPU half matmuls).
   explicit InstructPix2Pix(const std::string& model_dir, const ModelOptions& options = {});
 
   /// The instruction and the empty prompt through tokenizer and text encoder.
@@ -130,12 +144,18 @@ class InstructPix2Pix {
 
   /// A scheduler of `kind` from the model's scheduler_config.json.
   std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind) const;
-  /// The scheduler class the model folder names, when it is one of ours
-  /// (EulerAncestralDiscreteScheduler -> euler_a, ...); else euler_a, the
-  /// reference pipeline's default.
+  /// The scheduler class the model names: model_index.json's "scheduler"
+  /// entry (what diffusers instantiates), else scheduler_config.json's
+  /// `_class_name`; euler_a (the reference pipeline's default) when neither
+  /// names one. A class via does not implement (e.g. PNDMScheduler) throws
+  /// ModelError naming it, the file and the supported classes.
   SchedulerKind default_scheduler() const;
+  /// The class default_scheduler() read ("" when none), and the file naming it.
+  const std::string& scheduler_class() const { return scheduler_class_; }
 
   const std::string& model_dir() const { return model_dir_; }
+  /// "diffusers folder" or "original single file".
+  const std::string& layout() const { return layout_; }
   const ModelOptions& options() const { return options_; }
   int64_t vae_scale_factor() const;   ///< image pixels per latent pixel (8 for SD)
   int64_t latent_channels() const;    ///< channels of the noisy latent (4)
@@ -146,9 +166,16 @@ class InstructPix2Pix {
   AutoencoderKL& vae() const { return *vae_; }
 
  private:
+  void load_single_file();  // model/pipeline_single_file.cpp
+  /// Scheduler config and class from `folder`'s scheduler/ and model_index.json.
+  void read_scheduler_choice(const std::string& folder);
+  void check_scheduler_choice() const;
+
   std::string model_dir_;
   ModelOptions options_;
+  std::string layout_, unet_config_where_;
   SchedulerConfig scheduler_config_;
+  std::string scheduler_class_, scheduler_class_source_;
   std::unique_ptr<ClipTokenizer> tokenizer_;
   std::unique_ptr<CLIPTextModel> text_encoder_;
   std::unique_ptr<UNet2DConditionModel> unet_;
@@ -156,7 +183,19 @@ class InstructPix2Pix {
 };
 
 /// The files a complete model folder must hold (relative paths); the
-/// weights are found per component by find_weight_files().
+/// weights are found per component by find_weight_files(), the tokenizer's
+/// vocabulary by tokenizer_files().
 const std::vector<std::string>& required_model_files();
+
+/// The vocabulary files of a tokenizer folder: {vocab.json, merges.txt} when
+/// vocab.json exists (transformers 4's form), else {tokenizer.json} when that
+/// exists (transformers 5's), else the missing {vocab.json, merges.txt}
+/// (paths inside `tokenizer_dir`; they may not exist).
+std::vector<std::string> tokenizer_files(const std::string& tokenizer_dir);
+
+/// (class, file naming it) of the scheduler a diffusers folder asks for:
+/// model_index.json's "scheduler" entry, else `config`'s _class_name (read
+/// from the folder's scheduler/scheduler_config.json).
+std::pair<std::string, std::string> named_scheduler_class(const std::string& folder, const SchedulerConfig& config);
 
 }  // namespace via::model

@@ -21,6 +21,7 @@ namespace {
 constexpr const char* kEulerAncestralClass = "EulerAncestralDiscreteScheduler";
 constexpr const char* kEulerClass = "EulerDiscreteScheduler";
 constexpr const char* kDdimClass = "DDIMScheduler";
+constexpr const char* kDpmSolverClass = "DPMSolverMultistepScheduler";
 
 [[noreturn]] void unsupported(const SchedulerConfig& c, const std::string& key, const std::string& value,
                               const std::string& supported) {
@@ -79,6 +80,16 @@ SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j, const std::s
   c.thresholding = json_value<bool>(j, "thresholding", false, source);
   c.timestep_type = json_value<std::string>(j, "timestep_type", c.timestep_type, source);
   c.final_sigmas_type = json_value<std::string>(j, "final_sigmas_type", c.final_sigmas_type, source);
+  c.solver_order = json_value<int64_t>(j, "solver_order", c.solver_order, source);
+  c.algorithm_type = json_value<std::string>(j, "algorithm_type", c.algorithm_type, source);
+  c.solver_type = json_value<std::string>(j, "solver_type", c.solver_type, source);
+  c.lower_order_final = json_value<bool>(j, "lower_order_final", c.lower_order_final, source);
+  c.euler_at_final = json_value<bool>(j, "euler_at_final", c.euler_at_final, source);
+  c.lambda_min_clipped = json_value<double>(j, "lambda_min_clipped", c.lambda_min_clipped, source);
+  c.variance_type = json_value<std::string>(j, "variance_type", c.variance_type, source);
+  c.use_lu_lambdas = json_value<bool>(j, "use_lu_lambdas", false, source);
+  c.use_flow_sigmas = json_value<bool>(j, "use_flow_sigmas", false, source);
+  c.use_dynamic_shifting = json_value<bool>(j, "use_dynamic_shifting", false, source);
   return c;
 }
 
@@ -88,7 +99,15 @@ SchedulerKind scheduler_kind_from_name(const std::string& name) {
   if (name == "euler_a") return SchedulerKind::EulerAncestral;
   if (name == "euler") return SchedulerKind::Euler;
   if (name == "ddim") return SchedulerKind::Ddim;
-  throw ModelError("unsupported scheduler '" + name + "' (supported: euler_a, euler, ddim)");
+  if (name == "dpmpp_2m") return SchedulerKind::DpmSolver;
+  if (name == "dpmpp_2m_karras") return SchedulerKind::DpmSolverKarras;
+  throw ModelError("unsupported scheduler '" + name + "' (supported: " + supported_scheduler_names() + ")");
+}
+
+std::string supported_scheduler_names() { return "euler_a, euler, ddim, dpmpp_2m, dpmpp_2m_karras"; }
+
+std::string supported_scheduler_classes() {
+  return std::string(kEulerAncestralClass) + ", " + kEulerClass + ", " + kDdimClass + ", " + kDpmSolverClass;
 }
 
 std::string scheduler_name(SchedulerKind kind) {
@@ -96,6 +115,8 @@ std::string scheduler_name(SchedulerKind kind) {
     case SchedulerKind::EulerAncestral: return "euler_a";
     case SchedulerKind::Euler: return "euler";
     case SchedulerKind::Ddim: return "ddim";
+    case SchedulerKind::DpmSolver: return "dpmpp_2m";
+    case SchedulerKind::DpmSolverKarras: return "dpmpp_2m_karras";
   }
   return "unknown";
 }
@@ -104,6 +125,7 @@ std::optional<SchedulerKind> scheduler_kind_from_class(const std::string& class_
   if (class_name == kEulerAncestralClass) return SchedulerKind::EulerAncestral;
   if (class_name == kEulerClass) return SchedulerKind::Euler;
   if (class_name == kDdimClass) return SchedulerKind::Ddim;
+  if (class_name == kDpmSolverClass) return SchedulerKind::DpmSolver;
   return std::nullopt;
 }
 
@@ -186,6 +208,8 @@ std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, const SchedulerCon
     case SchedulerKind::EulerAncestral: return std::make_unique<EulerAncestralScheduler>(config);
     case SchedulerKind::Euler: return std::make_unique<EulerScheduler>(config);
     case SchedulerKind::Ddim: return std::make_unique<DdimScheduler>(config);
+    case SchedulerKind::DpmSolver: return std::make_unique<DpmSolverScheduler>(config, false);
+    case SchedulerKind::DpmSolverKarras: return std::make_unique<DpmSolverScheduler>(config, true);
   }
   throw ModelError("unknown scheduler kind");
 }

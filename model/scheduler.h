@@ -7,14 +7,19 @@
 //
 // Unlike the reference, a scheduler is stateless between steps: the caller
 // passes the step index and, for ancestral sampling, the noise tensor, so a
-// frame's result never depends on call order or on a shared generator.
+// frame's result never depends on call order or on a shared generator. The
+// exception is DPM-Solver++ (multistep: it keeps the previous step's data
+// prediction; see DpmSolverScheduler), also diffusers 0.42.1
+// (scheduling_dpmsolver_multistep.py).
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace via::model {
@@ -47,6 +52,17 @@ struct SchedulerConfig {
   bool thresholding = false;
   std::string timestep_type = "discrete";
   std::string final_sigmas_type = "zero";
+  // DPMSolverMultistepScheduler's settings (its defaults).
+  int64_t solver_order = 2;
+  std::string algorithm_type = "dpmsolver++";
+  std::string solver_type = "midpoint";   // midpoint | heun
+  bool lower_order_final = true;
+  bool euler_at_final = false;
+  double lambda_min_clipped = -std::numeric_limits<double>::infinity();
+  std::string variance_type;              // empty (null) | learned | learned_range
+  bool use_lu_lambdas = false;
+  bool use_flow_sigmas = false;
+  bool use_dynamic_shifting = false;
   std::string source;  // where it was read from, for error messages
 
   /// Reads the settings from parsed JSON; `source` names it in errors.
@@ -57,15 +73,23 @@ struct SchedulerConfig {
   std::string where() const { return source.empty() ? "scheduler config" : source; }
 };
 
-enum class SchedulerKind { EulerAncestral, Euler, Ddim };
+/// DpmSolver: DPM-Solver++ (2M by default) with the config's sigmas;
+/// DpmSolverKarras: the same with Karras sigmas whatever the config says.
+enum class SchedulerKind { EulerAncestral, Euler, Ddim, DpmSolver, DpmSolverKarras };
 
-/// "euler_a" | "euler" | "ddim" -> kind; anything else throws ModelError naming it.
+/// "euler_a" | "euler" | "ddim" | "dpmpp_2m" | "dpmpp_2m_karras" -> kind;
+/// anything else throws ModelError naming it and the supported names.
 SchedulerKind scheduler_kind_from_name(const std::string& name);
-/// The command-line name of a kind ("euler_a", "euler", "ddim").
+/// The command-line name of a kind ("euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras").
 std::string scheduler_name(SchedulerKind kind);
+/// "euler_a, euler, ddim, dpmpp_2m, dpmpp_2m_karras": for messages.
+std::string supported_scheduler_names();
 /// The kind a reference class name stands for ("EulerAncestralDiscreteScheduler",
-/// "EulerDiscreteScheduler", "DDIMScheduler"), or nullopt for other classes.
+/// "EulerDiscreteScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler"),
+/// or nullopt for other classes.
 std::optional<SchedulerKind> scheduler_kind_from_class(const std::string& class_name);
+/// "EulerAncestralDiscreteScheduler, ...": the classes scheduler_kind_from_class knows, for messages.
+std::string supported_scheduler_classes();
 
 /// One sampling method over a fixed list of timesteps.
 ///
@@ -184,6 +208,37 @@ class DdimScheduler : public Scheduler {
   float alpha_prod(int64_t step_index) const;
 
   float final_alpha_cumprod_ = 1.0f;
+};
+
+/// DPM-Solver++ multistep (Lu et al. 2022, "DPM-Solver++: Fast Solver for
+/// Guided Sampling of Diffusion Probabilistic Models", arXiv:2211.01095,
+/// Alg. 2), as diffusers' DPMSolverMultistepScheduler with algorithm_type
+/// dpmsolver++, solver_order 1 or 2, midpoint or heun, optional Karras sigmas
+/// (Karras et al. 2022, Eq. 5, rho = 7).
+///
+/// Exception to the stateless contract: a second-order step i needs the data
+/// prediction of step i - 1, which step() keeps (the last two steps' x0). So
+/// the steps of one trajectory must run in order on one object (a step may
+/// be repeated); step i > 0 without step i - 1 before it throws. One
+/// scheduler per trajectory, as InstructPix2Pix::denoise makes it.
+class DpmSolverScheduler : public Scheduler {
+ public:
+  DpmSolverScheduler(const SchedulerConfig& config, bool force_karras);
+  void set_timesteps(int64_t num_inference_steps) override;
+  double init_noise_sigma() const override { return 1.0; }
+  at::Tensor scale_model_input(const at::Tensor& sample, int64_t step_index) const override;
+  at::Tensor step(const at::Tensor& model_output, int64_t step_index, const at::Tensor& sample,
+                  const at::Tensor& noise) const override;
+  at::Tensor add_noise(const at::Tensor& original, const at::Tensor& noise, int64_t step_index) const override;
+  /// sigma of each step, then the final one: num_inference_steps() + 1 values, fp32 CPU.
+  const at::Tensor& sigmas() const { return sigmas_; }
+  bool karras() const { return karras_; }
+
+ private:
+  bool karras_;
+  at::Tensor sigmas_;
+  // (step index, data prediction x0) of the latest two steps run.
+  mutable std::vector<std::pair<int64_t, at::Tensor>> history_;
 };
 
 /// The scheduler of `kind` for `config`. An unsupported setting (beta

@@ -5,6 +5,7 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "model/tensor_file.h"
 #include "model/weights.h"
 
 #include <ATen/ATen.h>
@@ -157,14 +158,21 @@ CLIPTextModel load_clip_text_model(const std::string& text_encoder_dir, at::Scal
 #endif
   const CLIPTextConfig config =
       CLIPTextConfig::from_file((std::filesystem::path(text_encoder_dir) / "config.json").string());
-  const std::vector<std::string> files = find_weight_files(text_encoder_dir);
+  return load_clip_text_model(config, find_weight_files(text_encoder_dir), dtype, device);
+}
 
+CLIPTextModel load_clip_text_model(const CLIPTextConfig& config, const std::vector<std::string>& files,
+                                   at::ScalarType dtype, at::Device device,
+                                   const std::function<std::optional<std::string>(const std::string&)>& rename) {
   // Published checkpoints (transformers 4.x) name tensors "text_model.*";
   // transformers 5 saves the same tensors without the prefix.
   bool prefixed = false;
   for (const std::string& path : files) {
-    const SafeTensorsFile file(path);
-    for (const std::string& name : file.names()) prefixed |= name.rfind("text_model.", 0) == 0;
+    const std::unique_ptr<TensorFile> file = open_tensor_file(path);
+    for (const std::string& name : file->names()) {
+      const std::optional<std::string> as = rename ? rename(name) : std::optional<std::string>(name);
+      prefixed |= as && as->rfind("text_model.", 0) == 0;
+    }
   }
 
   CLIPTextModel model{nullptr};
@@ -176,6 +184,7 @@ CLIPTextModel load_clip_text_model(const std::string& text_encoder_dir, at::Scal
   WeightLoadOptions options;
   options.dtype = dtype;
   options.device = device;
+  options.rename = rename;
   if (prefixed) {
     options.ignore_unexpected = {"text_model.embeddings.position_ids"};
     load_weights(*model, files, options);

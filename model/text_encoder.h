@@ -14,7 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace via::model {
 
@@ -127,5 +130,12 @@ TORCH_MODULE(CLIPTextModel);
 /// file and tensor.
 CLIPTextModel load_clip_text_model(const std::string& text_encoder_dir, at::ScalarType dtype = at::kFloat,
                                    at::Device device = at::kCPU);
+
+/// The model of `config` with the weights of `files`, whose names `rename`
+/// maps to the published or unprefixed names (nullopt: another component's
+/// tensor; unset: names as they are).
+CLIPTextModel load_clip_text_model(const CLIPTextConfig& config, const std::vector<std::string>& files,
+                                   at::ScalarType dtype, at::Device device,
+                                   const std::function<std::optional<std::string>(const std::string&)>& rename = {});
 
 }  // namespace via::model

@@ -341,6 +341,17 @@ std::vector<std::u32string> pre_tokenize(const std::u32string& s) {
   return words;
 }
 
+// "a b" -> (a, b): exactly two non-empty symbols separated by one space.
+bool split_merge(const std::string& line, std::string* a, std::string* b) {
+  const size_t space = line.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
+      line.find(' ', space + 1) != std::string::npos)
+    return false;
+  *a = line.substr(0, space);
+  *b = line.substr(space + 1);
+  return true;
+}
+
 // A special token value in tokenizer_config.json / special_tokens_map.json:
 // a string or an AddedToken object {"content": ...}.
 bool special_token(const nlohmann::json& config, const char* key, const std::string& where, std::string* out) {
@@ -359,29 +370,30 @@ bool special_token(const nlohmann::json& config, const char* key, const std::str
 
 }  // namespace
 
-ClipTokenizer::ClipTokenizer(const std::string& tokenizer_dir) {
-  namespace fs = std::filesystem;
-  const fs::path dir(tokenizer_dir);
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw ModelError(tokenizer_dir + ": tokenizer folder not found");
-
-  const std::string vocab_path = (dir / "vocab.json").string();
-  const nlohmann::json vocab = read_json_file(vocab_path);
-  if (!vocab.is_object() || vocab.empty()) throw ModelError(vocab_path + ": expected a non-empty {token: id} object");
+void ClipTokenizer::read_vocab(const nlohmann::json& vocab, const std::string& where) {
+  if (!vocab.is_object() || vocab.empty()) throw ModelError(where + ": expected a non-empty {token: id} vocabulary");
   int64_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0)
-      throw ModelError(vocab_path + ": id of '" + token + "' is not a non-negative integer");
+      throw ModelError(where + ": id of '" + token + "' is not a non-negative integer");
     vocab_.emplace(token, id.get<int64_t>());
     max_id = std::max(max_id, id.get<int64_t>());
   }
   id_to_token_.resize(static_cast<size_t>(max_id) + 1);
   for (const auto& [token, id] : vocab_) id_to_token_[static_cast<size_t>(id)] = token;
+}
 
-  // merges.txt: an optional "#version" line, then "a b" per line in rank
-  // order; as the reference's BPE builder, both parts and their
-  // concatenation must be in the vocabulary.
-  const std::string merges_path = (dir / "merges.txt").string();
+// As the reference's BPE builder: both parts and their concatenation must be
+// in the vocabulary; rank = order of appearance.
+void ClipTokenizer::add_merge(const std::string& a, const std::string& b, const std::string& where,
+                              const char* vocab_name) {
+  for (const std::string& sym : {a, b, a + b})
+    if (vocab_.count(sym) == 0) throw ModelError(where + ": '" + sym + "' is not in " + vocab_name);
+  merge_rank_.emplace(a + " " + b, static_cast<int64_t>(merge_rank_.size()));
+}
+
+void ClipTokenizer::read_merges_txt(const std::string& merges_path) {
+  // An optional "#version" line, then "a b" per line in rank order.
   std::ifstream merges(merges_path);
   if (!merges) throw ModelError(merges_path + ": cannot open (missing or unreadable)");
   std::string line;
@@ -390,21 +402,78 @@ ClipTokenizer::ClipTokenizer(const std::string& tokenizer_dir) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.rfind("#version", 0) == 0 || line.empty()) continue;
-    const size_t space = line.find(' ');
-    if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-        line.find(' ', space + 1) != std::string::npos)
-      throw ModelError(merges_path + ": line " + std::to_string(line_no) + " is not two space-separated symbols");
-    const std::string merged = line.substr(0, space) + line.substr(space + 1);
-    for (const std::string& sym : {line.substr(0, space), line.substr(space + 1), merged})
-      if (vocab_.count(sym) == 0)
-        throw ModelError(merges_path + ": line " + std::to_string(line_no) + ": '" + sym + "' is not in vocab.json");
-    merge_rank_.emplace(line, static_cast<int64_t>(merge_rank_.size()));
+    const std::string where = merges_path + ": line " + std::to_string(line_no);
+    std::string a, b;
+    if (!split_merge(line, &a, &b)) throw ModelError(where + " is not two space-separated symbols");
+    add_merge(a, b, where, "vocab.json");
   }
   if (merges.bad()) throw ModelError(merges_path + ": read error");
+}
+
+std::string ClipTokenizer::read_tokenizer_json(const std::string& path) {
+  const nlohmann::json j = read_json_file(path);
+  const auto model = j.find("model");
+  if (!j.is_object() || model == j.end() || !model->is_object())
+    throw ModelError(path + ": no 'model' object (not a tokenizers file)");
+  const std::string type = json_value<std::string>(*model, "type", "", path);
+  const std::string suffix = json_value<std::string>(*model, "end_of_word_suffix", "", path);
+  // CLIP's BPE marks word ends with "</w>"; another model type or suffix is a
+  // different tokenizer whose ids this code would get wrong.
+  if (type != "BPE" || suffix != "</w>")
+    throw ModelError(path + ": model type '" + type + "' with end_of_word_suffix '" + suffix +
+                     "' is not CLIP's byte-level BPE (expected BPE with '</w>')");
+  read_vocab(model->contains("vocab") ? (*model)["vocab"] : nlohmann::json(), path + " (model.vocab)");
+  const auto merges = model->find("merges");
+  if (merges == model->end() || !merges->is_array()) throw ModelError(path + ": model.merges is not a list");
+  // tokenizers < 0.20 wrote merges as "a b" strings, later versions as [a, b] pairs.
+  for (size_t i = 0; i < merges->size(); ++i) {
+    const nlohmann::json& m = (*merges)[i];
+    const std::string where = path + ": model.merges[" + std::to_string(i) + "]";
+    if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      add_merge(m[0].get<std::string>(), m[1].get<std::string>(), where, "model.vocab");
+    } else if (m.is_string()) {
+      std::string a, b;
+      if (!split_merge(m.get<std::string>(), &a, &b)) throw ModelError(where + " is not two space-separated symbols");
+      add_merge(a, b, where, "model.vocab");
+    } else {
+      throw ModelError(where + " is neither a pair of symbols nor an \"a b\" string");
+    }
+  }
+  // The special tokens it declares must have the ids the vocabulary gives them.
+  if (const auto added = j.find("added_tokens"); added != j.end() && added->is_array()) {
+    for (const auto& t : *added) {
+      if (!t.is_object() || !t.contains("content") || !t["content"].is_string() || !t.contains("id")) continue;
+      const auto it = vocab_.find(t["content"].get<std::string>());
+      if (it == vocab_.end() || !t["id"].is_number_integer() || it->second != t["id"].get<int64_t>())
+        throw ModelError(path + ": added token '" + t["content"].get<std::string>() +
+                         "' is not in model.vocab under the same id");
+    }
+  }
+  return json_value<std::string>(*model, "unk_token", "", path);
+}
+
+ClipTokenizer::ClipTokenizer(const std::string& tokenizer_dir) {
+  namespace fs = std::filesystem;
+  const fs::path dir(tokenizer_dir);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw ModelError(tokenizer_dir + ": tokenizer folder not found");
+
+  // transformers 4 wrote vocab.json + merges.txt; transformers 5 writes only
+  // tokenizer.json (the `tokenizers` library's file, BPE model inside).
+  std::string vocab_path = (dir / "vocab.json").string();
+  std::string json_unk;
+  if (fs::exists(vocab_path, ec) || !fs::exists(dir / "tokenizer.json", ec)) {
+    read_vocab(read_json_file(vocab_path), vocab_path);
+    read_merges_txt((dir / "merges.txt").string());
+  } else {
+    vocab_path = (dir / "tokenizer.json").string();
+    json_unk = read_tokenizer_json(vocab_path);
+  }
 
   // Special tokens: CLIPTokenizer's defaults, overridden by tokenizer_config.json,
   // then by special_tokens_map.json (the reference's precedence).
   std::string bos = "<|startoftext|>", eos = "<|endoftext|>", pad = "<|endoftext|>", unk = "<|endoftext|>";
+  if (!json_unk.empty()) unk = json_unk;
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
     const fs::path path = dir / name;
     if (!fs::exists(path, ec)) continue;

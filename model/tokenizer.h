@@ -1,7 +1,10 @@
 #pragma once
-// CLIP's byte-level BPE tokenizer, read from a diffusers `tokenizer/` folder
-// (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json).
+// CLIP's byte-level BPE tokenizer, read from a diffusers `tokenizer/` folder:
+// vocab.json + merges.txt (as transformers 4 saves it) or tokenizer.json (as
+// transformers 5 saves it), plus tokenizer_config.json and
+// special_tokens_map.json when present.
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <string>
@@ -41,8 +44,9 @@ struct TokenizedText {
 /// Immutable after construction; safe to use from several threads.
 class ClipTokenizer {
  public:
-  /// Reads the files of `tokenizer_dir`; a missing or malformed file throws
-  /// ModelError naming it (and the line, for merges.txt).
+  /// Reads the files of `tokenizer_dir` (vocab.json + merges.txt when
+  /// vocab.json exists, else tokenizer.json); a missing or malformed file
+  /// throws ModelError naming it (and the line or entry of a bad merge).
   explicit ClipTokenizer(const std::string& tokenizer_dir);
 
   /// BOS, the text's tokens, EOS: no truncation, no padding.
@@ -66,6 +70,11 @@ class ClipTokenizer {
   int64_t vocab_size() const { return static_cast<int64_t>(vocab_.size()); }
 
  private:
+  void read_vocab(const nlohmann::json& vocab, const std::string& where);
+  void add_merge(const std::string& a, const std::string& b, const std::string& where, const char* vocab_name);
+  void read_merges_txt(const std::string& merges_path);
+  /// Vocabulary and merges from a tokenizers file; returns its model's unk_token ("" if none).
+  std::string read_tokenizer_json(const std::string& path);
   void bpe(const std::string& word, std::vector<int64_t>& out) const;
   void encode_text(const std::u32string& text, std::vector<int64_t>& out) const;
 

@@ -305,11 +305,16 @@ UNet2DConditionModel load_unet(const std::string& dir, at::ScalarType dtype, c10
     throw ModelError(dir + ": fp16 is not available on the CPU with this libtorch; use bf16 or fp32");
 #endif
   const UNetConfig config = UNetConfig::from_file(dir + "/config.json");
-  UNet2DConditionModel unet(config, ParamInit{ParamInit::Fill::Uninitialized, dtype, device});
   WeightLoadOptions options;
   options.dtype = dtype;
   options.device = device;
-  load_component_weights(*unet, dir, options);
+  return load_unet(config, find_weight_files(dir), options);
+}
+
+UNet2DConditionModel load_unet(const UNetConfig& config, const std::vector<std::string>& files,
+                               const WeightLoadOptions& options) {
+  UNet2DConditionModel unet(config, ParamInit{ParamInit::Fill::Uninitialized, options.dtype, options.device});
+  load_weights(*unet, files, options);
   unet->eval();
   return unet;
 }

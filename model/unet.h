@@ -17,6 +17,7 @@
 #include "model/attention_control.h"
 #include "model/blocks.h"
 #include "model/unet_blocks.h"
+#include "model/weights.h"
 
 namespace via::model {
 
@@ -109,6 +110,11 @@ TORCH_MODULE(UNet2DConditionModel);
 /// Errors (missing folder or config, unsupported setting, checkpoint not
 /// matching the config) are ModelError naming the file and tensor.
 UNet2DConditionModel load_unet(const std::string& dir, at::ScalarType dtype, c10::Device device);
+
+/// The UNet of `config` with the weights of `files` (any naming
+/// `options.rename` maps; dtype and device from `options`), in eval mode.
+UNet2DConditionModel load_unet(const UNetConfig& config, const std::vector<std::string>& files,
+                               const WeightLoadOptions& options);
 
 /// diffusers' get_timestep_embedding (models/embeddings.py): [N] timesteps ->
 /// [N, dim] fp32 sinusoidal embeddings, frequencies

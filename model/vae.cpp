@@ -8,6 +8,7 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"  // ModelError
+#include "model/checkpoint_names.h"
 #include "model/weights.h"
 
 namespace via::model {
@@ -206,11 +207,17 @@ AutoencoderKL load_vae(const std::string& dir, at::ScalarType dtype, c10::Device
     throw ModelError(dir + ": fp16 is not available on the CPU with this libtorch; use bf16 or fp32");
 #endif
   const VaeConfig config = VaeConfig::from_file(dir + "/config.json");
-  AutoencoderKL vae(config, ParamInit{ParamInit::Fill::Uninitialized, dtype, device});
   WeightLoadOptions options;
   options.dtype = dtype;
   options.device = device;
-  load_component_weights(*vae, dir, options);
+  options.rename = [](const std::string& name) { return std::optional<std::string>(legacy_vae_name(name)); };
+  return load_vae(config, find_weight_files(dir), options);
+}
+
+AutoencoderKL load_vae(const VaeConfig& config, const std::vector<std::string>& files,
+                       const WeightLoadOptions& options) {
+  AutoencoderKL vae(config, ParamInit{ParamInit::Fill::Uninitialized, options.dtype, options.device});
+  load_weights(*vae, files, options);
   vae->eval();
   return vae;
 }

@@ -16,6 +16,7 @@
 
 #include "model/blocks.h"
 #include "model/unet_blocks.h"
+#include "model/weights.h"
 
 namespace via::model {
 
@@ -119,6 +120,13 @@ TORCH_MODULE(AutoencoderKL);
 /// Builds the VAE from `dir`/config.json with uninitialised parameters of
 /// `dtype` on `device` and loads `dir`'s safetensors weights into them, in
 /// eval mode. Errors are ModelError naming the file and tensor.
+/// Legacy attention names (query/key/value/proj_attn) are renamed as diffusers
+/// does on load.
 AutoencoderKL load_vae(const std::string& dir, at::ScalarType dtype, c10::Device device);
+
+/// The VAE of `config` with the weights of `files` (any naming `options.rename`
+/// maps; dtype and device from `options`), in eval mode.
+AutoencoderKL load_vae(const VaeConfig& config, const std::vector<std::string>& files,
+                       const WeightLoadOptions& options);
 
 }  // namespace via::model

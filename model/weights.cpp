@@ -2,6 +2,7 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "model/tensor_file.h"
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
@@ -55,7 +56,7 @@ std::string where_of(const std::vector<std::string>& files) {
 
 // Copies `name` from the file's mapping into `dst` (same shape, contiguous),
 // converting dtype and device, and releases the mapped pages behind each chunk.
-void copy_from_mapping(const SafeTensorsFile& file, const std::string& name, at::Tensor& dst) {
+void copy_from_mapping(const TensorFile& file, const std::string& name, at::Tensor& dst) {
   const at::Tensor src = file.tensor(name);
   const int64_t numel = src.numel();
   if (numel == 0) return;
@@ -84,34 +85,58 @@ std::vector<std::string> find_weight_files(const std::string& component_dir) {
       if (fs::is_regular_file(index, ec)) return shards_from_index(index);
     }
   }
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".bin")
-      throw ModelError(component_dir + ": only PyTorch pickle weights (" + entry.path().filename().string() +
-                       ") found; via reads safetensors only, convert the checkpoint to safetensors");
+  // Older uploads have only PyTorch pickle weights; they are parsed, never executed (model/pickle_checkpoint.h).
+  for (const char* variant : {"", ".fp16"}) {
+    for (const char* base : {"diffusion_pytorch_model", "pytorch_model"}) {  // WEIGHTS_NAME in both libraries
+      const fs::path single = dir / (std::string(base) + variant + ".bin");
+      if (fs::is_regular_file(single, ec)) return {single.string()};
+      const fs::path index = dir / (std::string(base) + ".bin.index" + variant + ".json");
+      if (fs::is_regular_file(index, ec)) return shards_from_index(index);
+    }
   }
   throw ModelError(component_dir +
                    ": no weights found (expected diffusion_pytorch_model.safetensors, model.safetensors, "
-                   "an fp16 variant or a sharded .safetensors.index.json)");
+                   "an fp16 variant, a sharded .safetensors.index.json, or the .bin equivalents)");
 }
 
-void load_weights(torch::nn::Module& module, const std::vector<std::string>& files, const WeightLoadOptions& options) {
+namespace {
+
+// A source of each module tensor, after the name and shape checks load_weights documents.
+struct Source {
+  size_t file;       // index into Matched::opened
+  std::string name;  // the checkpoint's own name
+};
+struct Matched {
+  std::vector<std::unique_ptr<TensorFile>> opened;
+  std::map<std::string, Source> owner;  // module name -> where the checkpoint holds it
+  std::map<std::string, at::Tensor> targets;
+};
+
+Matched match_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
+                      const WeightLoadOptions& options) {
+  Matched m;
+  auto& opened = m.opened;
+  auto& owner = m.owner;
+  auto& targets = m.targets;
+
   if (files.empty()) throw ModelError("load_weights: no weight files given for module '" + module.name() + "'");
   if (!at::isFloatingType(options.dtype))
     throw ModelError(where_of(files) + ": cannot load weights as " + std::string(c10::toString(options.dtype)) +
                      " (not a floating-point type)");
 
-  std::vector<std::unique_ptr<SafeTensorsFile>> opened;
-  std::map<std::string, size_t> owner;  // tensor name -> index into opened
   for (const std::string& path : files) {
-    opened.push_back(std::make_unique<SafeTensorsFile>(path));
+    opened.push_back(open_tensor_file(path));
     for (const std::string& name : opened.back()->names()) {
-      auto [it, fresh] = owner.emplace(name, opened.size() - 1);
+      std::optional<std::string> target = options.rename ? options.rename(name) : std::optional<std::string>(name);
+      if (!target) continue;
+      auto [it, fresh] = owner.emplace(*target, Source{opened.size() - 1, name});
       if (!fresh)
-        throw ModelError(path + ": tensor '" + name + "' also appears in " + opened[it->second]->path());
+        throw ModelError(path + ": tensor '" + name + "' " + (name == *target ? "" : "(read as '" + *target + "') ") +
+                         "also appears in " + opened[it->second.file]->path() +
+                         (it->second.name == name ? "" : " as '" + it->second.name + "'"));
     }
   }
 
-  std::map<std::string, at::Tensor> targets;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) targets.emplace(item.key(), item.value());
   for (const auto& item : module.named_buffers(/*recurse=*/true)) targets.emplace(item.key(), item.value());
 
@@ -122,20 +147,25 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
       problems.push_back("missing tensor '" + name + "' (model expects " + shape_string(target.sizes()) + ")");
       continue;
     }
-    const TensorInfo& info = opened[it->second]->info(name);
-    if (at::IntArrayRef(info.shape) != target.sizes()) {
-      problems.push_back("tensor '" + name + "' is " + shape_string(info.shape) + " in the checkpoint but the model expects " +
-                         shape_string(target.sizes()));
+    const TensorInfo& info = opened[it->second.file]->info(it->second.name);
+    const std::string shown = it->second.name == name ? name : it->second.name + "' (as '" + name + "')";
+    const bool squeezed = options.conv1x1_as_linear && target.dim() == 2 && info.shape.size() == 4 &&
+                          info.shape[0] == target.size(0) && info.shape[1] == target.size(1) &&
+                          info.shape[2] == 1 && info.shape[3] == 1;
+    if (at::IntArrayRef(info.shape) != target.sizes() && !squeezed) {
+      problems.push_back("tensor '" + shown + "' is " + shape_string(info.shape) +
+                         " in the checkpoint but the model expects " + shape_string(target.sizes()));
     } else if (at::isFloatingType(info.dtype) != at::isFloatingType(target.scalar_type())) {
-      problems.push_back("tensor '" + name + "' is " + std::string(c10::toString(info.dtype)) +
+      problems.push_back("tensor '" + shown + "' is " + std::string(c10::toString(info.dtype)) +
                          " in the checkpoint but the model holds " + std::string(c10::toString(target.scalar_type())));
     }
   }
   const std::set<std::string> ignored(options.ignore_unexpected.begin(), options.ignore_unexpected.end());
-  for (const auto& [name, index] : owner) {
+  for (const auto& [name, source] : owner) {
     if (targets.count(name) == 0 && ignored.count(name) == 0)
-      problems.push_back("unexpected tensor '" + name + "' " + shape_string(opened[index]->info(name).shape) +
-                         " (not part of the model)");
+      problems.push_back("unexpected tensor '" + source.name + "' " +
+                         (source.name == name ? "" : "(read as '" + name + "') ") +
+                         shape_string(opened[source.file]->info(source.name).shape) + " (not part of the model)");
   }
   if (!problems.empty()) {
     constexpr size_t kShown = 8;
@@ -146,11 +176,32 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
     throw ModelError(msg);
   }
 
+  return m;
+}
+
+}  // namespace
+
+void check_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
+                   const WeightLoadOptions& options) {
+  match_weights(module, files, options);
+}
+
+void load_weights(torch::nn::Module& module, const std::vector<std::string>& files, const WeightLoadOptions& options) {
+  Matched m = match_weights(module, files, options);
+  const auto& opened = m.opened;
+  const auto& owner = m.owner;
+  auto& targets = m.targets;
+
   // In file order, so a cold checkpoint is read sequentially.
+  std::map<std::pair<size_t, std::string>, std::string> module_name;  // (file, checkpoint name) -> module name
+  for (const auto& [name, source] : owner) module_name.emplace(std::make_pair(source.file, source.name), name);
   at::NoGradGuard no_grad;
-  for (const auto& file : opened) {
+  for (size_t f = 0; f < opened.size(); ++f) {
+    const auto& file = opened[f];
     for (const std::string& name : file->names()) {
-      auto it = targets.find(name);
+      auto renamed = module_name.find({f, name});
+      if (renamed == module_name.end()) continue;
+      auto it = targets.find(renamed->second);
       if (it == targets.end()) continue;
       at::Tensor& target = it->second;
       const at::ScalarType dtype = at::isFloatingType(target.scalar_type()) ? options.dtype : target.scalar_type();

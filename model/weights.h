@@ -8,6 +8,8 @@
 #include <torch/nn/module.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,9 +20,10 @@ namespace via::model {
 /// load order. Looks for, in this order: `<base>.safetensors`, the sharded
 /// `<base>.safetensors.index.json`, then the fp16 variants
 /// `<base>.fp16.safetensors` and `<base>.safetensors.index.fp16.json`, with
-/// base `diffusion_pytorch_model` (diffusers) or `model` (transformers).
-/// A missing folder, a folder with no weights (or only `.bin` weights) or a
-/// broken index throws ModelError naming the folder.
+/// base `diffusion_pytorch_model` (diffusers) or `model` (transformers);
+/// then the same names with `.bin` (PyTorch pickle weights, read without
+/// executing them). A missing folder, a folder with no weights or a broken
+/// index throws ModelError naming the folder.
 std::vector<std::string> find_weight_files(const std::string& component_dir);
 
 /// How load_weights places tensors.
@@ -32,10 +35,18 @@ struct WeightLoadOptions {
   /// Checkpoint names that may be present without a module counterpart
   /// (e.g. buffers older library versions saved and newer ones recompute).
   std::vector<std::string> ignore_unexpected;
+  /// Checkpoint name -> module name, for checkpoints in another naming (legacy
+  /// or original-layout keys); nullopt: the tensor belongs to another component
+  /// of the same file and is skipped. Unset: names are used as they are.
+  std::function<std::optional<std::string>(const std::string&)> rename;
+  /// A [out, in, 1, 1] checkpoint tensor may fill an [out, in] parameter (the
+  /// original VAE's 1x1-conv attention projections are linear layers here).
+  bool conv1x1_as_linear = false;
 };
 
-/// Loads the tensors of `files` into `module`'s parameters and buffers (matched
-/// by full dotted name). The checkpoint and the module must hold exactly the
+/// Loads the tensors of `files` (safetensors or pickle checkpoints, see
+/// model/tensor_file.h) into `module`'s parameters and buffers (matched
+/// by full dotted name, after options.rename). The checkpoint and the module must hold exactly the
 /// same names with the same shapes: every missing, unexpected or wrongly shaped
 /// tensor is listed in one ModelError naming the tensor and both shapes.
 /// Each tensor is copied chunk by chunk straight from the file's memory mapping
@@ -43,9 +54,17 @@ struct WeightLoadOptions {
 /// device (build the module under DefaultDtypeGuard for that), else into new
 /// storage swapped in with set_data, freeing the old one tensor by tensor; the
 /// mapped pages are released behind each chunk. Peak memory: the module's
-/// size plus 16 MB. Runs under NoGradGuard; requires_grad is kept.
+/// size plus 16 MB (for pickle files, `.bin`/`.ckpt`: plus the largest
+/// tensor, read whole). Runs under NoGradGuard; requires_grad is kept.
 void load_weights(torch::nn::Module& module, const std::vector<std::string>& files,
                   const WeightLoadOptions& options = {});
+
+/// load_weights' checks (names after options.rename, shapes, kinds) without
+/// reading any tensor data: throws the same ModelError, or returns. For a
+/// module built with ParamInit::Fill::ShapeOnly, this checks a checkpoint
+/// against a config at no memory cost.
+void check_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
+                   const WeightLoadOptions& options = {});
 
 /// find_weight_files(component_dir) followed by load_weights.
 void load_component_weights(torch::nn::Module& module, const std::string& component_dir,

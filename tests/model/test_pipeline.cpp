@@ -17,8 +17,10 @@
 #include <map>
 #include <set>
 #include <string>
+#include <cmath>
 #include <vector>
 
+#include "model/json_file.h"
 #include "model/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -119,7 +121,7 @@ TEST_P(EditGolden, MatchesReferencePipeline) {
 
 std::vector<std::string> golden_edits() {
   std::vector<std::string> names;
-  for (const char* n : {"ddim", "euler", "euler_a"})
+  for (const char* n : {"ddim", "euler", "euler_a", "dpmpp_2m"})
     if (fs::exists(reference_data(std::string("goldens/edit_") + n + ".safetensors"))) names.push_back(n);
   return names;
 }
@@ -132,6 +134,7 @@ TEST(EditGoldenFiles, DeterministicEditsArePresent) {
   const auto names = golden_edits();
   EXPECT_NE(std::find(names.begin(), names.end(), "ddim"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "euler"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "dpmpp_2m"), names.end());
 }
 
 // ---- guidance ----
@@ -345,6 +348,73 @@ TEST_F(ModelFolder, UnsupportedSchedulerSettingIsNamed) {
   std::ofstream(dir_ / "scheduler" / "scheduler_config.json")
       << R"({"_class_name": "EulerAncestralDiscreteScheduler", "beta_schedule": "sigmoid"})";
   expect_load_error({"scheduler_config.json", "beta_schedule", "sigmoid"});
+}
+
+// ---- which scheduler a folder asks for (issue 12) ----
+
+void write_scheduler_entry(const fs::path& dir, const std::string& class_name) {
+  nlohmann::json index = read_json_file((dir / "model_index.json").string());
+  index["scheduler"] = {"diffusers", class_name};
+  std::ofstream(dir / "model_index.json") << index.dump(2);
+}
+
+TEST_F(ModelFolder, ModelIndexNamesTheDefaultScheduler) {
+  // diffusers instantiates model_index.json's class with scheduler_config.json's settings.
+  write_scheduler_entry(dir_, "DDIMScheduler");
+  const InstructPix2Pix m(dir_.string());
+  EXPECT_EQ(m.default_scheduler(), SchedulerKind::Ddim);
+  EXPECT_EQ(m.scheduler_class(), "DDIMScheduler");
+  // Without the entry, scheduler_config.json's _class_name decides.
+  nlohmann::json index = read_json_file((dir_ / "model_index.json").string());
+  index.erase("scheduler");
+  std::ofstream(dir_ / "model_index.json") << index.dump(2);
+  EXPECT_EQ(InstructPix2Pix(dir_.string()).default_scheduler(), SchedulerKind::EulerAncestral);
+}
+
+TEST_F(ModelFolder, UnsupportedSchedulerClassIsRefusedBeforeAnyWeightIsRead) {
+  write_scheduler_entry(dir_, "PNDMScheduler");
+  // A broken UNet file: were the weights read first, its error would come instead.
+  std::ofstream(dir_ / "unet" / "diffusion_pytorch_model.safetensors", std::ios::trunc) << "broken";
+  expect_load_error({(dir_ / "model_index.json").string(), "scheduler class 'PNDMScheduler' is not supported",
+                     "EulerAncestralDiscreteScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "dpmpp_2m"});
+  // An explicit choice is not a silent replacement: with it, the load goes on (to the broken file).
+  try {
+    InstructPix2Pix m(dir_.string(), ModelOptions{at::kFloat, c10::Device(c10::kCPU), SchedulerKind::Euler});
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("diffusion_pytorch_model.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ModelFolder, UnknownClassInTheSchedulerConfigIsRefused) {
+  nlohmann::json index = read_json_file((dir_ / "model_index.json").string());
+  index.erase("scheduler");
+  std::ofstream(dir_ / "model_index.json") << index.dump(2);
+  std::ofstream(dir_ / "scheduler" / "scheduler_config.json") << R"({"_class_name": "MyOwnScheduler"})";
+  expect_load_error({"scheduler_config.json", "'MyOwnScheduler' is not supported"});
+}
+
+TEST_F(ModelFolder, DpmSolverFolderAsDiffusersSavesIt) {
+  fs::copy(reference_data("model_forms/scheduler_dpmpp/scheduler_config.json"),
+           dir_ / "scheduler" / "scheduler_config.json", fs::copy_options::overwrite_existing);
+  write_scheduler_entry(dir_, "DPMSolverMultistepScheduler");
+  const InstructPix2Pix m(dir_.string());
+  EXPECT_EQ(m.default_scheduler(), SchedulerKind::DpmSolver);
+  EXPECT_TRUE(std::isinf(m.scheduler_config().lambda_min_clipped));
+}
+
+TEST_F(ModelFolder, Transformers5TokenizerFolderGivesTheSameEmbeddings) {
+  fs::remove_all(dir_ / "tokenizer");
+  fs::copy(reference_data("model_forms/tokenizer_tf5"), dir_ / "tokenizer", fs::copy_options::recursive);
+  ASSERT_FALSE(fs::exists(dir_ / "tokenizer" / "vocab.json"));
+  const InstructPix2Pix m(dir_.string());
+  const TextEmbeddings a = m.encode_instruction("turn the sky into a sunset");
+  const TextEmbeddings b = tiny_model().encode_instruction("turn the sky into a sunset");
+  EXPECT_TRUE(at::equal(a.cond, b.cond));
+  EXPECT_TRUE(at::equal(a.uncond, b.uncond));
+  // Neither form present: both are named.
+  fs::remove(dir_ / "tokenizer" / "tokenizer.json");
+  expect_load_error({(dir_ / "tokenizer" / "vocab.json").string(), (dir_ / "tokenizer" / "merges.txt").string()});
 }
 
 TEST(ModelOptionsCheck, Fp16OnCpuIsRefused) {

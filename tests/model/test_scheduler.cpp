@@ -11,10 +11,12 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "model/json_file.h"
 #include "model/safetensors.h"
 
 using namespace via::model;
@@ -388,6 +390,155 @@ TEST(Scheduler, TrainedBetasReplaceTheSchedule) {
   given->set_timesteps(5);
   linear->set_timesteps(5);
   EXPECT_TRUE(at::equal(dynamic_cast<SigmaScheduler&>(*given).sigmas(), dynamic_cast<SigmaScheduler&>(*linear).sigmas()));
+}
+
+// ---- DPM-Solver++ (goldens/scheduler_dpmpp{,_karras}.safetensors, make_model_forms.py) ----
+
+class DpmSolverGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DpmSolverGolden, TrajectoryMatchesReference) {
+  const std::string name = GetParam();
+  const bool karras = name == "dpmpp_karras";
+  const SafeTensorsFile golden(reference_data("goldens/scheduler_" + name + ".safetensors"));
+  const SchedulerConfig config = SchedulerConfig::from_file(reference_data("tiny_ip2p/scheduler/scheduler_config.json"));
+  for (int64_t n : {5, 10, 20}) {
+    const std::string p = "n" + std::to_string(n) + "_", what = name + " n=" + std::to_string(n);
+    auto s = make_scheduler(karras ? SchedulerKind::DpmSolverKarras : SchedulerKind::DpmSolver, config);
+    s->set_timesteps(n);
+    const at::Tensor ts = golden.tensor(p + "timesteps");
+    EXPECT_EQ(s->timesteps().scalar_type(), at::kLong) << what;
+    EXPECT_TRUE(at::equal(s->timesteps(), ts)) << what << ": " << s->timesteps() << " vs " << ts;
+    expect_tensor_close(dynamic_cast<DpmSolverScheduler&>(*s).sigmas(), golden.tensor(p + "sigmas"), 1e-6,
+                        what + " sigmas");
+    EXPECT_EQ(s->init_noise_sigma(), golden.tensor(p + "init_noise_sigma").item<double>()) << what;
+    const at::Tensor outputs = golden.tensor(p + "model_outputs"), prevs = golden.tensor(p + "prev_samples");
+    at::Tensor cur = golden.tensor(p + "sample");
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string at_step = what + " step " + std::to_string(i);
+      expect_tensor_close(s->scale_model_input(cur, i), golden.tensor(p + "scaled_samples")[i], 1e-6,
+                          at_step + " scale_model_input");
+      cur = s->step(outputs[i], i, cur, at::Tensor());
+      expect_tensor_close(cur, prevs[i], 1e-6, at_step + " prev_sample");
+      worst = std::max(worst, (cur.to(at::kDouble) - prevs[i].to(at::kDouble)).abs().max().item<double>() /
+                                  prevs[i].abs().max().item<double>());
+    }
+    std::cout << what << ": worst step error " << worst << " of scale\n";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyModel, DpmSolverGolden, ::testing::Values("dpmpp", "dpmpp_karras"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// The settings beyond the defaults (goldens/scheduler_dpmpp_variants.safetensors).
+TEST(DpmSolver, VariantsMatchTheReference) {
+  const SafeTensorsFile golden(reference_data("goldens/scheduler_dpmpp_variants.safetensors"));
+  const nlohmann::json base = read_json_file(reference_data("tiny_ip2p/scheduler/scheduler_config.json"));
+  ASSERT_EQ(golden.metadata().size(), 7u);
+  for (const auto& [name, overrides] : golden.metadata()) {
+    nlohmann::json j = base;
+    j.update(nlohmann::json::parse(overrides));
+    const SchedulerConfig config = SchedulerConfig::from_json(j, name);
+    for (int64_t n : {7, 16}) {
+      const std::string p = name + "_n" + std::to_string(n) + "_", what = name + " n=" + std::to_string(n);
+      auto s = make_scheduler(SchedulerKind::DpmSolver, config);
+      s->set_timesteps(n);
+      EXPECT_TRUE(at::equal(s->timesteps(), golden.tensor(p + "timesteps"))) << what << ": " << s->timesteps();
+      expect_tensor_close(dynamic_cast<DpmSolverScheduler&>(*s).sigmas(), golden.tensor(p + "sigmas"), 1e-6,
+                          what + " sigmas");
+      const at::Tensor outputs = golden.tensor(p + "model_outputs"), prevs = golden.tensor(p + "prev_samples");
+      at::Tensor cur = golden.tensor(p + "sample");
+      for (int64_t i = 0; i < n; ++i) {
+        cur = s->step(outputs[i], i, cur, at::Tensor());
+        expect_tensor_close(cur, prevs[i], 2e-6, what + " step " + std::to_string(i));
+      }
+    }
+  }
+}
+
+TEST(DpmSolver, KarrasFromTheConfigEqualsTheKarrasKind) {
+  SchedulerConfig config = SchedulerConfig::from_file(reference_data("tiny_ip2p/scheduler/scheduler_config.json"));
+  auto forced = make_scheduler(SchedulerKind::DpmSolverKarras, config);
+  config.use_karras_sigmas = true;
+  auto configured = make_scheduler(SchedulerKind::DpmSolver, config);
+  forced->set_timesteps(12);
+  configured->set_timesteps(12);
+  EXPECT_TRUE(at::equal(forced->timesteps(), configured->timesteps()));
+  EXPECT_TRUE(dynamic_cast<DpmSolverScheduler&>(*configured).karras());
+}
+
+TEST(DpmSolver, SecondOrderStepsNeedThePreviousStep) {
+  auto s = make_scheduler(SchedulerKind::DpmSolver, config_named("ip2p"));
+  s->set_timesteps(10);
+  const at::Tensor x = fixed_sample(), out = fixed_output();
+  EXPECT_THROW(s->step(out, 3, x, at::Tensor()), c10::Error);  // step 2 never ran
+  const at::Tensor x1 = s->step(out, 0, x, at::Tensor());
+  const at::Tensor x2 = s->step(out * 0.5, 1, x1, at::Tensor());
+  // Repeating a step gives the same result (the history keeps step 0 for it).
+  EXPECT_TRUE(at::equal(s->step(out * 0.5, 1, x1, at::Tensor()), x2));
+  // The second-order step uses step 0's prediction: another history, another result.
+  auto other = make_scheduler(SchedulerKind::DpmSolver, config_named("ip2p"));
+  other->set_timesteps(10);
+  other->step(out * 3, 0, x, at::Tensor());
+  EXPECT_FALSE(at::equal(other->step(out * 0.5, 1, x1, at::Tensor()), x2));
+  // add_noise at the start of a step: alpha x0 + sigma noise; after the last step: x0.
+  EXPECT_TRUE(at::allclose(s->add_noise(x, fixed_noise(), 10), x));
+}
+
+TEST(DpmSolver, RefusesUnsupportedSettings) {
+  const auto d = SchedulerKind::DpmSolver;
+  expect_refused(d, R"({"solver_order": 3})", "'solver_order' = 3");
+  expect_refused(d, R"({"algorithm_type": "sde-dpmsolver++"})", "'algorithm_type' = 'sde-dpmsolver++'");
+  expect_refused(d, R"({"use_lu_lambdas": true})", "use_lu_lambdas");
+  expect_refused(d, R"({"variance_type": "learned_range"})", "variance_type");
+  expect_refused(d, R"({"final_sigmas_type": "max"})", "final_sigmas_type");
+  expect_refused(d, R"({"thresholding": true})", "thresholding");
+  expect_refused(d, R"({"solver_type": "rk4"})", "solver_type");
+}
+
+TEST(DpmSolver, NamesAndClasses) {
+  EXPECT_EQ(scheduler_kind_from_name("dpmpp_2m"), SchedulerKind::DpmSolver);
+  EXPECT_EQ(scheduler_kind_from_name("dpmpp_2m_karras"), SchedulerKind::DpmSolverKarras);
+  EXPECT_EQ(scheduler_name(SchedulerKind::DpmSolverKarras), "dpmpp_2m_karras");
+  EXPECT_EQ(scheduler_kind_from_class("DPMSolverMultistepScheduler"), SchedulerKind::DpmSolver);
+  EXPECT_NE(supported_scheduler_classes().find("DPMSolverMultistepScheduler"), std::string::npos);
+  try {
+    scheduler_kind_from_name("pndm");
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("dpmpp_2m_karras"), std::string::npos) << e.what();
+  }
+}
+
+// diffusers saves a DPMSolverMultistepScheduler config with
+// "lambda_min_clipped": -Infinity (Python's json; not strict JSON).
+TEST(DpmSolver, ReadsTheConfigDiffusersWrites) {
+  const SchedulerConfig c =
+      SchedulerConfig::from_file(reference_data("model_forms/scheduler_dpmpp/scheduler_config.json"));
+  EXPECT_EQ(c.class_name, "DPMSolverMultistepScheduler");
+  EXPECT_TRUE(std::isinf(c.lambda_min_clipped) && c.lambda_min_clipped < 0);
+  EXPECT_EQ(c.timestep_spacing, "linspace");
+  auto s = make_scheduler(*scheduler_kind_from_class(c.class_name), c);
+  s->set_timesteps(10);
+  const SafeTensorsFile golden(reference_data("goldens/scheduler_dpmpp.safetensors"));
+  EXPECT_TRUE(at::equal(s->timesteps(), golden.tensor("n10_timesteps")));
+}
+
+TEST(Json, AcceptsPythonsNonFiniteLiteralsOutsideStrings) {
+  const nlohmann::json j = parse_json_text(
+      R"({"a": -Infinity, "b": [Infinity, NaN, 1.5], "c": "NaN and -Infinity stay text", "d\"NaN": null})", "t");
+  EXPECT_TRUE(std::isinf(j["a"].get<double>()) && j["a"].get<double>() < 0);
+  EXPECT_TRUE(std::isinf(j["b"][0].get<double>()) && j["b"][0].get<double>() > 0);
+  EXPECT_TRUE(std::isnan(j["b"][1].get<double>()));
+  EXPECT_EQ(j["b"][2].get<double>(), 1.5);
+  EXPECT_EQ(j["c"].get<std::string>(), "NaN and -Infinity stay text");
+  EXPECT_TRUE(j.contains("d\"NaN"));
+  try {
+    parse_json_text(R"({"a": Infinit})", "my.json");
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("my.json: not valid JSON"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

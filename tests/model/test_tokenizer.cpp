@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -191,6 +192,133 @@ TEST_F(BrokenTokenizerTest, PadTokenFromTheConfig) {
   const std::vector<int64_t> ids = tok.encode_padded("sky").ids;
   EXPECT_EQ(ids[2], tok.eos_id());
   EXPECT_EQ(ids[3], 0);
+}
+
+// transformers 5 saves a tokenizer as tokenizer.json + tokenizer_config.json
+// only (data/model_forms/tokenizer_tf5, written by make_model_forms.py from the
+// same tiny tokenizer): it must give the ids of the vocab.json/merges.txt form.
+std::string tf5_dir() { return data_dir() + "/model_forms/tokenizer_tf5"; }
+
+TEST(ClipTokenizerJson, Transformers5FolderGivesTheReferenceIds) {
+  ASSERT_FALSE(fs::exists(tf5_dir() + "/vocab.json"));
+  ASSERT_FALSE(fs::exists(tf5_dir() + "/merges.txt"));
+  const ClipTokenizer json_tok(tf5_dir());
+  const ClipTokenizer legacy(tokenizer_dir());
+  EXPECT_EQ(json_tok.vocab_size(), legacy.vocab_size());
+  EXPECT_EQ(json_tok.bos_id(), legacy.bos_id());
+  EXPECT_EQ(json_tok.eos_id(), legacy.eos_id());
+  EXPECT_EQ(json_tok.pad_id(), legacy.pad_id());
+  EXPECT_EQ(json_tok.unk_id(), legacy.unk_id());
+  EXPECT_EQ(json_tok.max_length(), 77);
+  const nlohmann::json golden = via::model::read_json_file(data_dir() + "/model_forms/tokens_tf5.json");
+  ASSERT_EQ(golden["instructions"].size(), 8u);
+  for (const auto& entry : golden["instructions"]) {
+    const std::string text = entry["text"].get<std::string>();
+    SCOPED_TRACE("instruction: \"" + text + "\"");
+    EXPECT_EQ(json_tok.encode_padded(text).ids, entry["input_ids"].get<std::vector<int64_t>>());
+  }
+  // Texts that exercise many merges: every word of the goldens, joined, and their tokens.
+  std::string all;
+  for (const auto& entry : golden["instructions"]) all += entry["text"].get<std::string>() + " ";
+  EXPECT_EQ(json_tok.encode(all), legacy.encode(all));
+  EXPECT_EQ(json_tok.tokens(json_tok.encode(all)), legacy.tokens(legacy.encode(all)));
+}
+
+class TokenizerJsonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "via_tokjson_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    fs::copy(tf5_dir(), dir_, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    json_ = via::model::read_json_file((dir_ / "tokenizer.json").string());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void write(const nlohmann::json& j) const { std::ofstream(dir_ / "tokenizer.json") << j.dump(); }
+  std::string error_of() const {
+    try {
+      ClipTokenizer tok(dir_.string());
+    } catch (const ModelError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "expected ModelError";
+    return {};
+  }
+  fs::path dir_;
+  nlohmann::json json_;
+};
+
+TEST_F(TokenizerJsonTest, OlderStringMergesReadTheSame) {
+  // tokenizers < 0.20 stored each merge as one "a b" string.
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& m : json_["model"]["merges"]) merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+  json_["model"]["merges"] = merges;
+  write(json_);
+  const std::string text = "turn the sky into a sunset, make it look like a painting";
+  EXPECT_EQ(ClipTokenizer(dir_.string()).encode(text), ClipTokenizer(tf5_dir()).encode(text));
+  // and the merge order is the rank: reversing it changes the result
+  std::reverse(json_["model"]["merges"].begin(), json_["model"]["merges"].end());
+  write(json_);
+  EXPECT_NE(ClipTokenizer(dir_.string()).encode(text), ClipTokenizer(tf5_dir()).encode(text));
+}
+
+TEST_F(TokenizerJsonTest, VocabJsonTakesPrecedenceWhenBothArePresent) {
+  fs::copy(tokenizer_dir() + "/vocab.json", dir_ / "vocab.json");
+  json_["model"]["merges"] = nlohmann::json::array();  // would break every multi-byte word
+  write(json_);
+  try {
+    ClipTokenizer tok(dir_.string());
+    FAIL() << "vocab.json without merges.txt must be an error, not a silent fallback";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("merges.txt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TokenizerJsonTest, RefusesOtherTokenizersAndBrokenEntries) {
+  nlohmann::json j = json_;
+  j["model"]["type"] = "WordPiece";
+  write(j);
+  std::string msg = error_of();
+  EXPECT_NE(msg.find("tokenizer.json: model type 'WordPiece'"), std::string::npos) << msg;
+
+  j = json_;
+  j["model"]["end_of_word_suffix"] = "";
+  write(j);
+  msg = error_of();
+  EXPECT_NE(msg.find("is not CLIP's byte-level BPE"), std::string::npos) << msg;
+
+  j = json_;
+  j["model"]["merges"][3] = nlohmann::json::array({"q", "z"});
+  write(j);
+  msg = error_of();
+  EXPECT_NE(msg.find("model.merges[3]: 'qz' is not in model.vocab"), std::string::npos) << msg;
+
+  j = json_;
+  j["model"]["merges"][5] = 7;
+  write(j);
+  msg = error_of();
+  EXPECT_NE(msg.find("model.merges[5] is neither"), std::string::npos) << msg;
+
+  j = json_;
+  j["model"].erase("vocab");
+  write(j);
+  msg = error_of();
+  EXPECT_NE(msg.find("model.vocab"), std::string::npos) << msg;
+
+  j = json_;
+  j["added_tokens"][0]["id"] = 5;
+  write(j);
+  msg = error_of();
+  EXPECT_NE(msg.find("added token '<|startoftext|>' is not in model.vocab under the same id"), std::string::npos)
+      << msg;
+
+  std::ofstream(dir_ / "tokenizer.json") << "{\"model\": ";
+  msg = error_of();
+  EXPECT_NE(msg.find("tokenizer.json: not valid JSON"), std::string::npos) << msg;
+
+  fs::remove(dir_ / "tokenizer.json");
+  msg = error_of();
+  EXPECT_NE(msg.find("vocab.json: cannot open"), std::string::npos) << msg;
 }
 
 }  // namespace
