@@ -31,7 +31,7 @@ po::options_description render_options(RenderCommand& cmd) {
   po::options_description edit("editing");
   edit.add_options()
       ("steps", po::value(&s.steps)->default_value(s.steps), "denoising steps")
-      ("scheduler", po::value(&s.scheduler)->default_value(s.scheduler), "euler_a | euler | ddim")
+      ("scheduler", po::value(&s.scheduler)->default_value(s.scheduler), "auto (the model's own) | euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_karras")
       ("text-guidance", po::value(&s.text_guidance)->default_value(s.text_guidance), "s_T")
       ("image-guidance", po::value(&s.image_guidance)->default_value(s.image_guidance), "s_I")
       ("seed", po::value(&s.seed)->default_value(s.seed), "seed of every random draw")

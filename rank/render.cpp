@@ -76,7 +76,12 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int 
   options.dtype = dtype_of(settings_.dtype, cuda);
   options.device = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::max(cuda_device, 0)))
                         : c10::Device(c10::kCPU);
+  // An explicit --scheduler overrides the model's; with auto, a model naming a
+  // scheduler via does not implement is refused here, before any work.
+  if (settings_.scheduler != "auto") options.scheduler = model::scheduler_kind_from_name(settings_.scheduler);
   model_ = std::make_unique<model::InstructPix2Pix>(settings_.model, options);
+  scheduler_ = options.scheduler ? *options.scheduler : model_->default_scheduler();
+  this->log("scheduler: " + model::scheduler_name(scheduler_) + (options.scheduler ? "" : " (the model's own)"));
   text_ = model_->encode_instruction(settings_.instruction);
   if (!text_.truncated_text.empty())
     log("warning: the instruction is longer than 77 tokens; ignored: \"" + text_.truncated_text + "\"");
@@ -126,7 +131,7 @@ void Renderer::prefetch(int64_t chunk) {
 adapt::SwapSettings Renderer::swap_settings() const {
   adapt::SwapSettings s;
   s.denoise.steps = settings_.steps;
-  s.denoise.scheduler = model::scheduler_kind_from_name(settings_.scheduler);
+  s.denoise.scheduler = scheduler_;
   s.denoise.text_guidance = settings_.text_guidance;
   s.denoise.image_guidance = settings_.image_guidance;
   s.seed = settings_.seed;

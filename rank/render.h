@@ -51,6 +51,8 @@ class Renderer {
   const WorkDir& workdir() const { return dir_; }
   /// Where the model runs (and received tensors go).
   c10::Device device() const;
+  /// The scheduler every edit runs: --scheduler, or with auto the model's own.
+  model::SchedulerKind scheduler() const { return scheduler_; }
   ChunkPlan plan() const { return {video_.frame_count, settings_.chunk_frames}; }
   int64_t num_chunks() const { return plan().chunks(); }
   /// [first, first + count) of chunk `chunk`.
@@ -116,6 +118,7 @@ class Renderer {
   io::Size size_;
   std::unique_ptr<io::VideoReader> reader_;
   std::unique_ptr<model::InstructPix2Pix> model_;
+  model::SchedulerKind scheduler_ = model::SchedulerKind::EulerAncestral;  // resolved --scheduler
   model::TextEmbeddings text_;
   std::unique_ptr<adapt::LoraAdapter> lora_;
   adapt::AttentionGroup group_;

@@ -27,7 +27,9 @@ struct RenderSettings {
 
   // Editing.
   int64_t steps = 20;
-  std::string scheduler = "euler_a";
+  // auto: the model's own (model_index.json / scheduler_config.json); or
+  // euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_karras.
+  std::string scheduler = "auto";
   double text_guidance = 7.5;
   double image_guidance = 1.5;
   uint64_t seed = 0;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "io/image.h"
 #include "io/video_reader.h"
@@ -129,4 +131,34 @@ TEST_F(Render, BadSettingsAreOneClearError) {
                                       dir_);
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("nope.mp4"), std::string::npos) << missing.err;
+}
+
+// --scheduler auto runs the class the model folder names (model_index.json
+// first), an explicit name overrides it, and a class via does not implement
+// is refused when the render starts, naming it.
+TEST_F(Render, SchedulerIsTheModelsOwnUnlessGiven) {
+  const std::string model = dir_.file("model");
+  std::filesystem::copy(reference_model(), model, std::filesystem::copy_options::recursive);
+  auto name_scheduler = [&](const std::string& from, const std::string& cls) {
+    const std::string path = model + "/model_index.json";
+    std::string text = via::test::read_file(path);
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos);
+    std::ofstream(path) << text.replace(at, from.size(), cls);
+  };
+  name_scheduler("EulerAncestralDiscreteScheduler", "DDIMScheduler");
+  RenderSettings s = small_settings(input_);
+  s.model = model;
+  s.scheduler = "auto";
+  EXPECT_EQ(Renderer(s, dir_.file("w1")).scheduler(), via::model::SchedulerKind::Ddim);
+  s.scheduler = "euler";
+  EXPECT_EQ(Renderer(s, dir_.file("w2")).scheduler(), via::model::SchedulerKind::Euler);
+  s.scheduler = "auto";
+  name_scheduler("DDIMScheduler", "PNDMScheduler");
+  try {
+    Renderer r(s, dir_.file("w3"));
+    FAIL() << "a model naming PNDMScheduler must be refused";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("PNDMScheduler"), std::string::npos) << e.what();
+  }
 }
