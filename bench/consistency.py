@@ -20,6 +20,7 @@ Needs numpy, Pillow (the reference venv has both) and ffmpeg.
 
 import argparse
 import collections
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -136,7 +137,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="threads per render")
+    ap.add_argument("--jobs", type=int, default=2, help="renders at once")
     ap.add_argument("--modes", help="comma-separated subset of the modes")
     ap.add_argument("--edits", help="comma-separated subset of the edits")
     ap.add_argument("--json", help="also write the results here")
@@ -159,17 +161,24 @@ def main():
                   for i in range(len(src))]
         clips.append((clip, w, h, src, labels, circle))
     total = time.time()
+    runs = []
     for e in edits:
         for m in modes:
             for clip, w, h, src, labels, circle in clips:
                 for seed in range(args.seeds):
                     tag = f"{os.path.basename(clip)}-{e.replace(' ', '_')}-{m.split()[0]}-{m.split()[-1]}-s{seed}"
-                    out = os.path.join(args.out, tag + ".mp4")
-                    if not os.path.exists(out):
-                        secs = render(args.via, clip, out, os.path.join(args.out, "work-" + tag), EDITS[e],
-                                      MODES[m], seed, args)
-                        print(f"  {tag}: {secs:.0f} s", file=sys.stderr, flush=True)
-                    results[(e, m)].append(metrics(decode(out, w, h), src, labels, circle, EDITS[e]))
+                    runs.append((e, m, clip, w, h, src, labels, circle, seed, tag, os.path.join(args.out, tag + ".mp4")))
+
+    def run_one(r):
+        e, m, clip, seed, tag, out = r[0], r[1], r[2], r[8], r[9], r[10]
+        if not os.path.exists(out):
+            secs = render(args.via, clip, out, os.path.join(args.out, "work-" + tag), EDITS[e], MODES[m], seed, args)
+            print(f"  {tag}: {secs:.0f} s", file=sys.stderr, flush=True)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(run_one, runs))
+    for e, m, clip, w, h, src, labels, circle, seed, tag, out in runs:
+        results[(e, m)].append(metrics(decode(out, w, h), src, labels, circle, EDITS[e]))
     cols = ["agreement", "flicker", "success", "faithful", "leak"]
     table = {}
     for e in edits:

@@ -25,7 +25,8 @@ mpi_flags=(--bind-to none --oversubscribe)
 # --resume: running this script again continues (or just re-assembles) the render.
 mpirun "${mpi_flags[@]}" -np 2 "$via" render --resume \
   --model "$root/tests/data/toy_ip2p" --input "$source" --output "$out/edited.mp4" \
-  --workdir "$out/work" --instruction "paint the shapes" --long-side 96 --chunk-frames 8
+  --workdir "$out/work" --instruction "paint the shapes" --long-side 96 --chunk-frames 8 \
+  --text-guidance 3  # the toy model's guidance (tests/data/toy_ip2p/README.md)
 
 # Every 6th frame of the source above the same frames of the edit, at 3x.
 ffmpeg -nostdin -v error -y -i "$source" -i "$out/edited.mp4" -filter_complex \
