@@ -58,23 +58,11 @@ def decode(path, w, h):
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3).astype(np.float32) / 255.0
 
 
-def erode(mask, r):
-    out = mask.copy()
-    for _ in range(r):
-        m = out.copy()
-        m[1:] &= out[:-1]
-        m[:-1] &= out[1:]
-        m[:, 1:] &= out[:, :-1]
-        m[:, :-1] &= out[:, 1:]
-        out = m
-    return out
-
-
 def frame_paint_index(img, labels):
     """Palette index every shape of the frame is close to, or -1."""
     picks = []
     for k in range(1, len(tw.KINDS) + 1):
-        inner = erode(labels == k, 1)
+        inner = tw.erode(labels == k, 1)
         if inner.sum() < 4:
             continue
         picks.append(tw.nearest_palette(img[inner].mean(axis=0)))
@@ -87,7 +75,7 @@ def frame_paint_index(img, labels):
 def metrics(edit, src, labels, circle, spec):
     n = len(src)
     flick = np.abs(np.diff(edit, axis=0)).mean() / max(np.abs(np.diff(src, axis=0)).mean(), 1e-6)
-    bg = [erode(l == 0, 2) for l in labels]
+    bg = [tw.erode(l == 0, 2) for l in labels]
     r = {"flicker": float(flick)}
     if spec["instruction"] == tw.PAINT_SHAPES:
         idx = [frame_paint_index(edit[i], labels[i]) for i in range(n)]
@@ -99,8 +87,8 @@ def metrics(edit, src, labels, circle, spec):
     else:
         gray = np.stack([tw.grayscale(s) for s in src])
         if spec.get("mask"):
-            inside = [erode(c > 0.5, 1) for c in circle]
-            outside = [erode(~(c > 0.02), 3) for c in circle]  # 3 px away from the circle
+            inside = [tw.erode(c > 0.5, 1) for c in circle]
+            outside = [tw.erode(~(c > 0.02), 3) for c in circle]  # 3 px away from the circle
             ok = [tw.saturation(edit[i], inside[i]) < 0.1 * max(tw.saturation(src[i], inside[i]), 1e-6)
                   for i in range(n)]
             r["success"] = float(np.mean(ok))

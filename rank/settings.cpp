@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <set>
 
+#include "model/scheduler.h"
+
 namespace via::rank {
 namespace {
 
@@ -30,9 +32,14 @@ void RenderSettings::validate() const {
   require(long_side >= 16 && long_side % 8 == 0, "--long-side must be a multiple of 8, at least 16");
   require(resize == "fit" || resize == "crop" || resize == "stretch", "--resize must be fit, crop or stretch");
   require(steps >= 1 && steps <= 1000, "--steps must be between 1 and 1000");
-  require(scheduler == "auto" || scheduler == "euler_a" || scheduler == "euler" || scheduler == "ddim" ||
-              scheduler == "dpmpp_2m" || scheduler == "dpmpp_2m_karras",
-          "--scheduler must be auto, euler_a, euler, ddim, dpmpp_2m or dpmpp_2m_karras");
+  if (scheduler != "auto") {
+    try {
+      model::scheduler_kind_from_name(scheduler);  // the model's list of names is the only one
+    } catch (const std::exception&) {
+      throw SettingsError("--scheduler must be auto or one of " + model::supported_scheduler_names() + ", got '" +
+                          scheduler + "'");
+    }
+  }
   require(text_guidance >= 0 && image_guidance >= 0, "guidance scales must not be negative");
   require(dtype == "auto" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16",
           "--dtype must be auto, fp32, bf16 or fp16");

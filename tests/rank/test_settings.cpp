@@ -61,6 +61,11 @@ TEST(Settings, ValidationNamesTheBadSetting) {
   s = valid();
   s.noise = "per-rank";
   EXPECT_THROW(s.validate(), SettingsError);
+  s = valid();
+  s.scheduler = "dpmpp_2m_karras";
+  s.validate();
+  s.scheduler = "pndm";
+  EXPECT_THROW(s.validate(), SettingsError);
 }
 
 TEST(Settings, UnknownOrMistypedSettingsAreRefused) {

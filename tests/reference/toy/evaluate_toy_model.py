@@ -38,18 +38,6 @@ def held_out(i, need_circle=False):
     return tw.random_scene(np.random.default_rng(HELD_OUT_SEED + i), need_circle=need_circle)
 
 
-def dilate(mask, r):
-    out = mask.copy()
-    for _ in range(r):
-        m = out.copy()
-        m[1:] |= out[:-1]
-        m[:-1] |= out[1:]
-        m[:, 1:] |= out[:, :-1]
-        m[:, :-1] |= out[:, 1:]
-        out = m
-    return out
-
-
 class Diffusers:
     name = "diffusers"
 
@@ -132,7 +120,7 @@ def evaluate(editor, n, seeds, recon=None):
         inner = tw.interior(circ["alpha"])
         black.append(float(np.linalg.norm(out[inner].mean(axis=0) - tw.CIRCLE_TARGET)))
         inside.append(float(np.abs(out[inner] - src[inner]).mean()))
-        keep = ~dilate(circ["alpha"] > 0, 2)
+        keep = ~tw.dilate(circ["alpha"] > 0, 2)
         outside.append(tw.psnr(out, src, keep))
         if recon is not None:
             vae_out.append(tw.psnr(recon(src), src, keep))

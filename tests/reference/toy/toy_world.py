@@ -205,14 +205,27 @@ def random_video(rng, frames=48, h=64, w=96):
 # Metrics (shared by the evaluation and the benchmark)
 # ----------------------------------------------------------------------------
 
+def erode(mask, r):
+    """Boolean mask shrunk by r pixels (4-neighbourhood); dilate(m, r) = ~erode(~m, r)."""
+    out = mask.copy()
+    for _ in range(r):
+        m = out.copy()
+        m[1:] &= out[:-1]
+        m[:-1] &= out[1:]
+        m[:, 1:] &= out[:, :-1]
+        m[:, :-1] &= out[:, 1:]
+        out = m
+    return out
+
+
+def dilate(mask, r):
+    return ~erode(~mask, r)
+
+
 def interior(alpha):
     """Pixels fully inside a shape and one pixel away from its edge."""
     full = alpha >= 0.999
-    er = full.copy()
-    er[1:, :] &= full[:-1, :]
-    er[:-1, :] &= full[1:, :]
-    er[:, 1:] &= full[:, :-1]
-    er[:, :-1] &= full[:, 1:]
+    er = erode(full, 1)
     return er if er.any() else full
 
 
