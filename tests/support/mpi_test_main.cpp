@@ -1,8 +1,14 @@
 // main() of the MPI test binaries (run under mpirun): one MpiSession, rank
 // 0 prints GoogleTest's usual progress, every other rank prints its own
 // failures as they happen, prefixed with its rank, and at the end rank 0
-// prints which tests failed on which rank. The exit code is non-zero on
-// every rank if any rank failed.
+// prints which tests failed on which rank. Every rank exits non-zero if any
+// rank failed, and with via::test::kSkipExitCode if none failed but a test
+// skipped somewhere.
+//
+// A fatal failure (a failed ASSERT_*, an exception out of a test) leaves the
+// test early on that rank only, perhaps before a collective the other ranks
+// already wait in: it ends every rank at once (MPI_Abort) instead of leaving
+// them blocked until CTest's timeout.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -11,6 +17,7 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
+#include "tests/support/skip.h"
 
 namespace {
 
@@ -21,6 +28,12 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
     if (!r.failed()) return;
     std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
                  r.line_number(), r.message());
+    if (r.fatally_failed()) {
+      std::fprintf(stderr, "[rank %d] fatal failure: ending every rank (MPI_Abort)\n", rank_);
+      std::fflush(stderr);
+      std::fflush(stdout);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     std::fflush(stderr);
   }
   void OnTestEnd(const ::testing::TestInfo& info) override {
@@ -61,8 +74,10 @@ int main(int argc, char** argv) {
   }
   std::string all(static_cast<size_t>(total), '\0');
   MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  int any_failed = 0;
-  MPI_Allreduce(&result, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  const int my_exit = via::test::exit_code(result, *::testing::UnitTest::GetInstance());
+  const int mine_flags[2] = {my_exit == 1, my_exit == via::test::kSkipExitCode};
+  int any[2] = {0, 0};  // failed, skipped: on any rank
+  MPI_Allreduce(mine_flags, any, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   if (rank == 0) {
     for (int r = 0; r < size; ++r)
       if (lengths[static_cast<size_t>(r)] > 0)
@@ -70,8 +85,11 @@ int main(int argc, char** argv) {
                     all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]),
                                static_cast<size_t>(lengths[static_cast<size_t>(r)]))
                         .c_str());
-    std::printf(any_failed ? "FAILED on at least one of %d ranks\n" : "PASSED on all %d ranks\n", size);
+    std::printf(any[0]   ? "FAILED on at least one of %d ranks\n"
+                : any[1] ? "SKIPPED on at least one of %d ranks (none failed)\n"
+                         : "PASSED on all %d ranks\n",
+                size);
     std::fflush(stdout);
   }
-  return any_failed ? 1 : 0;
+  return any[0] ? 1 : any[1] ? via::test::kSkipExitCode : 0;
 }
