@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -76,12 +77,31 @@ void expect_comm_error(F&& f, const std::vector<std::string>& needles) {
 
 TEST(MpiComm, RankAndSize) {
   MpiCommunicator comm;
+  // The launcher's own count, independent of MPI's calls (Open MPI sets it).
+  if (const char* launched = std::getenv("OMPI_COMM_WORLD_SIZE")) EXPECT_EQ(comm.size(), std::atoi(launched));
+  EXPECT_GE(comm.size(), 2) << "run under mpirun -np 2 or more";
+  // Every rank answers with its own number: 0..size-1, each once.
+  const auto ranks = comm.all_gather(std::to_string(comm.rank()));
+  ASSERT_EQ(ranks.size(), static_cast<size_t>(comm.size()));
+  for (int r = 0; r < comm.size(); ++r) EXPECT_EQ(ranks[r], std::to_string(r)) << "the rank in slot " << r;
+  EXPECT_EQ(comm.all_reduce(1, ReduceOp::Sum), comm.size());
+
+  // On a part of the world the numbers are the part's, not the world's:
+  // odd and even ranks apart, numbered in reverse.
   int world_rank = -1, world_size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  EXPECT_EQ(comm.rank(), world_rank);
-  EXPECT_EQ(comm.size(), world_size);
-  EXPECT_GE(comm.size(), 2) << "run under mpirun -np 2 or more";
+  MPI_Comm half;
+  ASSERT_EQ(MPI_Comm_split(MPI_COMM_WORLD, world_rank % 2, -world_rank, &half), MPI_SUCCESS);
+  {
+    MpiCommunicator part(half);
+    const int members = (world_size - world_rank % 2 + 1) / 2;  // ranks of my parity
+    EXPECT_EQ(part.size(), members);
+    EXPECT_EQ(part.rank(), members - 1 - world_rank / 2);
+    EXPECT_EQ(part.all_reduce(1, ReduceOp::Sum), members);
+  }
+  MPI_Comm_free(&half);
+
   EXPECT_EQ(comm.backend(), "mpi");
   EXPECT_NE(comm.handle(), MPI_COMM_WORLD);  // a private duplicate
   EXPECT_EQ(comm.options().split_bytes, (int64_t{1} << 31) - (int64_t{1} << 20));
@@ -194,13 +214,20 @@ TEST(MpiComm, GatherAndAllGatherStatuses) {
 }
 
 TEST(MpiComm, BarrierWaitsForTheLastRank) {
+  // The last rank enters 300 ms late; every other rank must have waited for
+  // it. Each rank measures its own wait and every rank checks them all, so
+  // the check also runs (and can fail) on the rank that sleeps.
   MpiCommunicator comm;
+  const int late = comm.size() - 1;
   comm.barrier();
   const auto start = std::chrono::steady_clock::now();
-  if (comm.rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  if (comm.rank() == late) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   comm.barrier();
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_GE(waited, 0.25) << "rank " << comm.rank() << " left the barrier before rank 0 entered it";
+  const auto waits = comm.all_gather(std::to_string(waited));
+  ASSERT_EQ(waits.size(), static_cast<size_t>(comm.size()));
+  for (int r = 0; r < late; ++r)
+    EXPECT_GE(std::stod(waits[r]), 0.25) << "rank " << r << " left the barrier before rank " << late << " entered it";
 }
 
 TEST(MpiComm, MismatchedTensorsFailOnEveryRankAndTheCommunicatorStaysUsable) {
