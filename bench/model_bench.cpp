@@ -5,8 +5,10 @@
 //    "seconds": best, "median": median, "reps": R}
 // what: unet_step (one UNet call on the pipeline's 3-branch batch),
 // vae_encode, vae_decode (one image), edit (instruction, image encode,
-// `steps` Euler-a steps, decode, bytes out). The full-size models are built
-// from the published configs with random weights.
+// `steps` Euler-a steps, decode, bytes out), unet_build_meta (the full-size
+// UNet built shape-only on meta tensors, as inspect-model and the parameter
+// list test build it; size 0). The full-size models are built from the
+// published configs with random weights.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -138,6 +140,9 @@ void bench_full(const Options& o) {
   torch::NoGradGuard no_grad;
   at::manual_seed(0);
   const UNetConfig uc = UNetConfig::from_file(o.full_config_dir + "/unet_config.json");
+  emit("full", "unet_build_meta", 0, 1,
+       timed([&] { UNet2DConditionModel meta(uc, ParamInit{ParamInit::Fill::ShapeOnly}); }, o.reps_full, o.warmup_full),
+       o.reps_full);
   UNet2DConditionModel unet(uc);  // random weights (the values do not change the work)
   unet->eval();
   const at::Tensor emb = at::randn({3, 77, uc.cross_attention_dim.front()}, at::detail::createCPUGenerator(5));
