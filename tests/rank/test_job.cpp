@@ -1,6 +1,8 @@
 // The distributed, resumable render through the command line: bit-identical
 // output for any number of ranks and across kills and resumes, refusals, the
-// lock, and `via status` (issue 5).
+// lock, and `via status`. The video and the settings are as small as keeps
+// every case meaningful: 24 frames in 12 chunks of 2 (enough to be
+// interrupted mid-way), 48x32 frames, 2 steps.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -27,6 +29,9 @@ std::string replaced(std::string s, const std::string& from, const std::string& 
 }
 std::string tiny_model() { return env("VIA_SOURCE_DIR") + "/tests/reference/data/tiny_ip2p"; }
 
+constexpr int64_t kFrames = 24;  // of the input
+constexpr int64_t kChunks = 12;  // of 2 frames
+
 // Every frame of a video as RGB bytes: the output compared bit for bit.
 std::vector<std::vector<uint8_t>> decoded_frames(const std::string& path) {
   via::io::VideoReader reader(path);
@@ -45,7 +50,7 @@ class Job : public ::testing::Test {
     spec.width = 96;
     spec.height = 64;
     spec.rate = "24";
-    spec.seconds = 2.0;  // 48 frames: long enough to be interrupted mid-way
+    spec.seconds = 1.0;  // kFrames
     spec.audio = true;
     input_ = via::test::make_video(*shared_, "in.mp4", spec);
     reference_video_ = shared_->file("one.mp4");
@@ -58,8 +63,8 @@ class Job : public ::testing::Test {
   static std::string render_command(const std::string& out, const std::string& work) {
     return env("VIA_BIN") + " render --input '" + input_ + "' --output '" + out + "' --model '" + tiny_model() +
            "' --instruction 'make it a pencil sketch' --workdir '" + work +
-           "' --long-side 64 --steps 4 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
-           " --chunk-frames 4 --threads 1 --seed 5 ";
+           "' --long-side 48 --steps 2 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
+           " --chunk-frames 2 --threads 1 --seed 5 ";
   }
 
   // `via render` with small settings, under `launcher` ("" = one process).
@@ -82,7 +87,7 @@ class Job : public ::testing::Test {
 
 TEST_F(Job, OutputIsTheSameForAnyNumberOfRanks) {
   const auto& reference = reference_;
-  ASSERT_EQ(reference.size(), 48u);
+  ASSERT_EQ(reference.size(), static_cast<size_t>(kFrames));
   const auto out = via::io::probe_video(reference_video_);
   EXPECT_EQ(out.audio.size(), 1u);
   EXPECT_EQ(out.frame_rate.num, 24);
@@ -100,7 +105,7 @@ TEST_F(Job, OutputIsTheSameForAnyNumberOfRanks) {
     ASSERT_EQ(timings["per_rank"].size(), static_cast<size_t>(np));
     int64_t frames_denoised = 0;
     for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
-    EXPECT_EQ(frames_denoised, 48) << name;
+    EXPECT_EQ(frames_denoised, kFrames) << name;
     // One progress line source: only rank 0 speaks.
     EXPECT_EQ(r.err.find("rank 1"), std::string::npos) << r.err;
   }
@@ -128,11 +133,11 @@ TEST_F(Job, KilledRankThenStoppedJobResumeToTheSameOutput) {
   const auto status = nlohmann::json::parse(r.out);
   const int64_t done = status["stages"]["render"]["chunks_done"];
   EXPECT_GE(done, 2);
-  EXPECT_LT(done, 12);
+  EXPECT_LT(done, kChunks);
   EXPECT_NE(status["state"], "finished");
   EXPECT_EQ(status["stages"]["adapter"], "done");
   r = via::test::run(env("VIA_BIN") + " status '" + work + "'", dir_);
-  EXPECT_NE(r.out.find("chunks " + std::to_string(done) + "/12"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("chunks " + std::to_string(done) + "/" + std::to_string(kChunks)), std::string::npos) << r.out;
 
   // 3. Three ranks resume; SIGUSR1 (Slurm's warning) to every rank stops them
   //    with the requeue code once more chunks are done.
@@ -211,8 +216,8 @@ TEST_F(Job, ARankThatFailsMidRenderIsNamedAndTheRestIsKept) {
   EXPECT_FALSE(fs::exists(dir_.file("out.mp4")));
   const auto failed = status("w");
   EXPECT_EQ(failed["state"], "failed");
-  EXPECT_EQ(failed["stages"]["render"]["chunks_done"], 11) << failed.dump();
-  EXPECT_EQ(failed["stages"]["render"]["frames_done"], 48) << "chunk 5's frames are kept: " << failed.dump();
+  EXPECT_EQ(failed["stages"]["render"]["chunks_done"], kChunks - 1) << failed.dump();
+  EXPECT_EQ(failed["stages"]["render"]["frames_done"], kFrames) << "chunk 5's frames are kept: " << failed.dump();
 
   fs::remove(blocked);
   r = via::test::run(render(mpirun(2), "out.mp4", "w", "--resume"), dir_);
@@ -226,10 +231,14 @@ TEST_F(Job, ARankThatFailsMidRenderIsNamedAndTheRestIsKept) {
 
 // A work directory on a small file system that fills up mid-render: one
 // error naming the disk's message, every finished frame kept, and a resume
-// on a larger disk ends in the same output. Mounting needs root (as CI runs).
+// on a larger disk ends in the same output. It mounts a tmpfs, so it needs
+// root: CTest runs it as test_job_full_disk, labelled `root` (as CI runs;
+// `ctest -LE root` leaves it out). Without root it fails, saying so.
 TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
-  // Like the Slurm cluster tests, this one needs root (the README's test command runs as root).
-  ASSERT_EQ(::geteuid(), 0u) << "mounting a small tmpfs needs root: run the tests as root";
+  const char* needs = "test_job_full_disk mounts a small tmpfs: it needs root and permission to mount "
+                      "(CAP_SYS_ADMIN; in a container, --privileged); run the tests as root, or leave it out "
+                      "with `ctest -LE root`";
+  ASSERT_EQ(::geteuid(), 0u) << needs;
   // Room for the adaptation's files (as big as the reference's) and a little more.
   uintmax_t room = 128 * 1024;
   for (const char* name : {"root_pair.h5", "adapter.h5", "attention_group.h5", "candidates.png"})
@@ -241,7 +250,7 @@ TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
     ~Mount() { std::system(("umount -l '" + path + "' 2>/dev/null").c_str()); }
   } mounted{disk};
   auto r = via::test::run("mount -t tmpfs -o size=" + std::to_string(room / 1024) + "k tmpfs '" + disk + "'", dir_);
-  ASSERT_EQ(r.exit_code, 0) << "cannot mount a small tmpfs: " << r.err;
+  ASSERT_EQ(r.exit_code, 0) << "cannot mount a small tmpfs (" << r.err << "): " << needs;
 
   r = via::test::run(render(mpirun(2), "out.mp4", "disk/w"), dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -254,7 +263,7 @@ TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
   EXPECT_EQ(failed["stages"]["adapter"], "done");
   const int64_t kept = failed["stages"]["render"]["frames_done"];
   EXPECT_GT(kept, 0);
-  EXPECT_LT(kept, 48);
+  EXPECT_LT(kept, kFrames);
 
   r = via::test::run("mount -o remount,size=64m '" + disk + "'", dir_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -265,7 +274,7 @@ TEST_F(Job, AFullDiskEndsTheRenderAndLosesNothingFinished) {
   const auto timings = nlohmann::json::parse(via::test::read_file(disk + "/w/timings.json"));
   int64_t frames_denoised = 0;
   for (const auto& t : timings["per_rank"]) frames_denoised += t["frames"].get<int64_t>();
-  EXPECT_EQ(frames_denoised, 48 - kept) << "kept frames are not denoised again";
+  EXPECT_EQ(frames_denoised, kFrames - kept) << "kept frames are not denoised again";
 }
 
 // A stop signal during adaptation ends it at the next fine-tuning step: the
