@@ -1,5 +1,5 @@
 #pragma once
-// Spatiotemporal attention adaptation (DESIGN.md §4): the attention group and
+// Spatiotemporal attention adaptation (docs/ARCHITECTURE.md §5): the attention group and
 // the attention controls that gather it and swap it in.
 #include <ATen/core/Tensor.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Augmentation for test-time editing adaptation (DESIGN.md §3): one random
+// Augmentation for test-time editing adaptation (docs/ARCHITECTURE.md §4): one random
 // affine transform applied identically to the source frame and its edit, so
 // the tuning set teaches the edit, not the framing.
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,5 @@
 #pragma once
-// Test-time fine-tuning of the UNet on one edit (DESIGN.md §3) with the
+// Test-time fine-tuning of the UNet on one edit (docs/ARCHITECTURE.md §4) with the
 // model's own objective, InstructPix2Pix training (Brooks et al. 2023,
 // "InstructPix2Pix: Learning to Follow Image Editing Instructions",
 // arXiv:2211.09800; diffusers examples/instruct_pix2pix/

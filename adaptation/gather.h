@@ -1,5 +1,5 @@
 #pragma once
-// Spatiotemporal attention adaptation on the real model (DESIGN.md §4): pick
+// Spatiotemporal attention adaptation on the real model (docs/ARCHITECTURE.md §5): pick
 // the key frames, gather the attention group by editing them in order, and
 // edit any frame with the group swapped in (or with a comparison mode).
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Local latent adaptation (DESIGN.md §5): after every denoising step the
+// Local latent adaptation (docs/ARCHITECTURE.md §6): after every denoising step the
 // generated latent is blended with the source latent noised to the same
 // step, through a mask whose edge is feathered and whose pinning weight
 // ramps up over the steps (progressive boundary integration).

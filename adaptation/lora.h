@@ -1,7 +1,7 @@
 #pragma once
 // LoRA on the UNet's attention projections (Hu et al. 2021, "LoRA: Low-Rank
 // Adaptation of Large Language Models", arXiv:2106.09685) for test-time
-// editing adaptation (DESIGN.md §3): W x + b + (alpha / r) B A x for to_q,
+// editing adaptation (docs/ARCHITECTURE.md §4): W x + b + (alpha / r) B A x for to_q,
 // to_k, to_v and to_out.0 of every attention layer (attn1 and attn2), the
 // base weights frozen. A is [r, in] and starts small and random (seeded), B
 // is [out, r] and starts at zero, so a fresh adapter changes nothing.

@@ -1,5 +1,5 @@
 #pragma once
-// Masks for local latent adaptation (DESIGN.md §5): where the edit may change
+// Masks for local latent adaptation (docs/ARCHITECTURE.md §6): where the edit may change
 // a frame. A mask is given as one of
 //   - a per-frame image pattern with one printf-style frame number,
 //     `masks/%05d.png`: frame i reads the file the pattern names for i

@@ -1,5 +1,5 @@
 #pragma once
-// Root-frame candidates for test-time editing adaptation (DESIGN.md §3): the
+// Root-frame candidates for test-time editing adaptation (docs/ARCHITECTURE.md §4): the
 // root frame edited with K seeds, a contact sheet of them for a person to
 // pick from, and the choice of the root pair (source, edit) the fine-tuning
 // learns from.
@@ -69,7 +69,7 @@ struct RootPair {
 RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, const RootSettings& settings);
 
 /// edit_candidates, write_contact_sheet to `sheet_path` (unless empty), and
-/// choose_root: the whole of step a-b of DESIGN.md §1.
+/// choose_root: the whole of steps a-b of docs/ARCHITECTURE.md §1.
 RootPair make_root_pair(const model::InstructPix2Pix& model, const at::Tensor& source,
                         const model::TextEmbeddings& text, const RootSettings& settings,
                         const std::string& sheet_path);

@@ -1,5 +1,5 @@
 #pragma once
-// The checkpoint store (DESIGN.md §7): named tensors and attributes in HDF5
+// The checkpoint store (docs/ARCHITECTURE.md §9): named tensors and attributes in HDF5
 // files, one file per writer, written to a temporary name and renamed when
 // complete, never trusted unless complete and intact.
 //

@@ -135,7 +135,7 @@ class VideoWriter::Impl {
     VIA_AV_CHECK(av_opt_set_double(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
     // x264's macroblock tree gave different bitstreams for the same frames
     // from run to run inside a render (measured: 1 encode in ~10 differed;
-    // none of 45 without it), which would break DESIGN.md §6 (decoded output
+    // none of 45 without it), which would break docs/ARCHITECTURE.md §7 (decoded output
     // bit-identical for any rank count). It costs a little compression.
     // The cause is x264's AVX-512 code: with mbtree on and x264's asm limited
     // to AVX2 (or off), 4 renders x 12 segments were identical; with AVX-512,

@@ -1,5 +1,5 @@
 #pragma once
-// The distributed, resumable render (DESIGN.md §1, §6, §7): every rank of a
+// The distributed, resumable render (docs/ARCHITECTURE.md §1, §7, §8): every rank of a
 // communicator runs run_render_job() together (mpirun -np N, srun, or one
 // process).
 //

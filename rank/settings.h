@@ -1,7 +1,7 @@
 #pragma once
 // The settings of one render. Everything that can change an output frame is
 // part of the settings hash: a work directory made with one hash is never
-// resumed with another (DESIGN.md §7).
+// resumed with another (docs/ARCHITECTURE.md §8).
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -35,7 +35,7 @@ struct RenderSettings {
   uint64_t seed = 0;
   std::string dtype = "auto";  // auto (fp32 on CPU, fp16 on CUDA) | fp32 | bf16 | fp16
 
-  // Test-time editing adaptation (DESIGN.md §3).
+  // Test-time editing adaptation (docs/ARCHITECTURE.md §4).
   int64_t root_frame = -1;   // -1: drawn from the seed
   int64_t candidates = 4;
   int64_t root_seed = -1;    // -1: choose automatically
@@ -46,7 +46,7 @@ struct RenderSettings {
   int64_t finetune_steps = 100;
   double condition_dropout = 0.05;
 
-  // Spatiotemporal attention adaptation (DESIGN.md §4).
+  // Spatiotemporal attention adaptation (docs/ARCHITECTURE.md §5).
   std::string attention = "gather-swap";  // gather-swap | anchor | own
   int64_t group_size = 4;
   int64_t swap_steps = -1;                // -1: all steps
@@ -56,7 +56,7 @@ struct RenderSettings {
   // video editors (a shared start keeps many edits alike across frames).
   std::string noise = "per-frame";
 
-  // Local latent adaptation (DESIGN.md §5).
+  // Local latent adaptation (docs/ARCHITECTURE.md §6).
   double mask_feather = 1.0;  // Gaussian sigma, latent pixels
 
   // Output. Chunks are the unit of work, of checkpoints and of segments.

@@ -1,5 +1,5 @@
 #pragma once
-// Stopping a render on request (DESIGN.md §8): Slurm's warning signal before
+// Stopping a render on request (docs/ARCHITECTURE.md §10): Slurm's warning signal before
 // a time limit (SIGUSR1), a preemption or `scancel` (SIGTERM), Ctrl-C
 // (SIGINT). Work stops at the next denoising step; everything finished is
 // already on disk, so a later `--resume` redoes only the frames in hand.
