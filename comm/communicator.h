@@ -1,5 +1,5 @@
 #pragma once
-// One interface for the collectives the renderer needs (DESIGN.md §1: the
+// One interface for the collectives the renderer needs (docs/ARCHITECTURE.md §1: the
 // adapter weights and the attention group go from rank 0 to every rank),
 // with several backends: MPI for host tensors (comm/mpi_communicator.h), NCCL
 // for CUDA tensors (comm/nccl_communicator.h), a single-process one for tests
@@ -40,11 +40,15 @@ const char* op_name(Op op);
 /// that every rank passed the same root and tensors of the same dtypes,
 /// shapes and device types, and throw CommError on every rank when not.
 ///
-/// A rank that fails must not leave the others waiting in a collective: it
-/// calls abort() (or runs its work inside run_or_abort()), which ends every
-/// rank of the job (MPI_Abort). Calls block until this rank's part is done:
-/// a broadcast returns with the data in place. Not thread-safe: one thread
-/// makes all calls on a communicator.
+/// A rank that fails must not leave the others waiting in a collective.
+/// Either every rank learns every rank's outcome through a collective and
+/// all go on or stop together (what the render job does, rank/job.cpp), or
+/// the failing rank calls abort() (or runs its work inside run_or_abort()),
+/// which ends every rank of the job (MPI_Abort).
+///
+/// Calls block until this rank's part is done: a broadcast returns with the
+/// data in place. Not thread-safe: one thread makes all calls on a
+/// communicator.
 ///
 /// Every operation a backend does not provide throws CommError naming the
 /// backend and the operation.

@@ -25,8 +25,10 @@ po::options_description render_options(RenderCommand& cmd);
 /// job started by Slurm elsewhere, sees the same settings.
 void finish_render_command(RenderCommand& cmd);
 
-/// The `via render` arguments that reproduce `cmd`: every setting that differs
-/// from its default, plus --workdir, --threads and --resume when set.
+/// The `via render` arguments that reproduce `cmd`: every setting, defaults
+/// included (a job script run after an upgrade that changed a default must
+/// still match its work directory), but an empty --mask; plus --workdir, and
+/// --threads and --resume when set.
 std::vector<std::string> render_arguments(const RenderCommand& cmd);
 
 }  // namespace via::driver

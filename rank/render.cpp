@@ -242,12 +242,6 @@ void Renderer::load_adapter() {
   }
 }
 
-bool Renderer::adaptation_on_disk() const {
-  const bool adapter = settings_.finetune == "off" || io::is_valid_checkpoint(dir_.adapter());
-  const bool group = settings_.attention == "own" || io::is_valid_checkpoint(dir_.group());
-  return adapter && group;
-}
-
 std::map<std::string, at::Tensor> Renderer::adapter_tensors() const {
   if (lora_) return lora_->named_tensors();
   if (settings_.finetune != "full") return {};

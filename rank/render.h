@@ -1,5 +1,5 @@
 #pragma once
-// One render, in one process (issue 4): test-time editing adaptation, the
+// One render, in one process: test-time editing adaptation, the
 // gather of the attention group, every frame edited with the group swapped
 // in (and a mask, when given), segments per chunk, and the output muxed with
 // the source's audio. The distributed renderer splits the frame loop of this
@@ -36,7 +36,7 @@ using LogFn = std::function<void(const std::string& line)>;
 /// install_adaptation() with tensors broadcast from another rank), then
 /// render chunks in any order and on any process: a frame's output is a pure
 /// function of (video, frame index, settings, model, adapter, group)
-/// (DESIGN.md §6). Long calls stop at the next denoising step once a stop
+/// (docs/ARCHITECTURE.md §7). Long calls stop at the next denoising step once a stop
 /// signal arrived (rank/stop.h: they throw Stopped); what they finished is
 /// on disk. Not thread-safe.
 class Renderer {
@@ -66,8 +66,6 @@ class Renderer {
   void adapt();
   /// Loads the adapter and the group adapt() wrote (another process's).
   void load_adaptation();
-  /// Whether adapt() finished in this work directory (its files are complete).
-  bool adaptation_on_disk() const;
   /// The adapter's tensors (LoRA or the fine-tuned UNet's; empty when
   /// fine-tuning is off) and the group's (empty for --attention own), as
   /// adapt() or load_adaptation() left them: for broadcasting to other ranks.

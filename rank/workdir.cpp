@@ -194,11 +194,6 @@ bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan
   }
 }
 
-bool chunk_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash) {
-  std::error_code ec;
-  return fs::is_regular_file(dir.chunk_segment(chunk), ec) && chunk_latents_done(dir, chunk, plan, hash);
-}
-
 int64_t frames_on_disk(const WorkDir& dir, int64_t chunk) {
   std::error_code ec;
   int64_t n = 0;

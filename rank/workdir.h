@@ -1,12 +1,13 @@
 #pragma once
-// The work directory of a render (DESIGN.md §7) and the rules for reusing
+// The work directory of a render (docs/ARCHITECTURE.md §8) and the rules for reusing
 // one: what a finished chunk or frame is, who may write there (a lock), how a
 // resume is checked against the settings, and which chunk a rank takes next.
 //
-// Layout:
+// Layout (docs/ARCHITECTURE.md §8 also lists what `via submit` adds):
 //   settings.json            the run's settings and their hash
+//   plan.json                frames, chunk_frames, chunks (for `via status`)
 //   lock                     held (flock) by rank 0 while a render runs; says who
-//   attempts.jsonl           one line per start: time, ranks, resume, Slurm job
+//   attempts.jsonl           one line per start and end: time, ranks, resume, Slurm job, result
 //   candidates.png, root_pair.h5, adapter.h5, attention_group.h5   adaptation
 //   frames/chunk_N/frame_F.h5  a finished frame's latents, until its chunk is done
 //   chunks/chunk_N.h5        a finished chunk's latents ("frame_F"), attributes
@@ -99,10 +100,10 @@ void write_file_atomic(const std::string& path, const std::string& text);
 /// none. Throws WorkDirError if it is damaged.
 bool read_settings(const WorkDir& dir, RenderSettings* settings);
 
-/// A finished chunk: its latents file is complete with this settings hash
-/// and frame range, and its segment exists.
+/// Whether chunk `chunk`'s latents file is complete, with this settings hash
+/// and the chunk's frame range (its segment may still be missing: a done
+/// chunk's segment is re-encoded from these latents).
 bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash);
-bool chunk_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash);
 /// The frame files present (finished frames of an unfinished chunk).
 int64_t frames_on_disk(const WorkDir& dir, int64_t chunk);
 
