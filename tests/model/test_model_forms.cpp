@@ -1,4 +1,4 @@
-// The checkpoint forms of issue 12 besides the diffusers folder: legacy VAE
+// The checkpoint forms besides the diffusers folder: legacy VAE
 // attention names and single-file checkpoints in the original (CompVis/LDM)
 // layout (tests/reference/make_model_forms.py wrote the data from the tiny
 // model; diffusers' from_single_file loads that file to the folder's weights).

@@ -350,7 +350,7 @@ TEST_F(ModelFolder, UnsupportedSchedulerSettingIsNamed) {
   expect_load_error({"scheduler_config.json", "beta_schedule", "sigmoid"});
 }
 
-// ---- which scheduler a folder asks for (issue 12) ----
+// ---- which scheduler a folder asks for ----
 
 void write_scheduler_entry(const fs::path& dir, const std::string& class_name) {
   nlohmann::json index = read_json_file((dir / "model_index.json").string());

@@ -242,7 +242,7 @@ TEST_F(WeightsTest, MissingOrEmptyFolders) {
   fs::create_directories(path("empty"));
   msg = error_of([&] { find_weight_files(path("empty")); });
   EXPECT_NE(msg.find("no weights found"), std::string::npos) << msg;
-  // Pickle weights are found (issue 12) and read by the safe parser; a broken one is named.
+  // Pickle weights are found and read by the safe parser; a broken one is named.
   std::ofstream(path("empty/pytorch_model.bin")) << "x";
   EXPECT_EQ(find_weight_files(path("empty")), std::vector<std::string>{path("empty/pytorch_model.bin")});
   msg = error_of([&] { load_weights(*torch::nn::Linear(2, 2), find_weight_files(path("empty"))); });

@@ -1,4 +1,4 @@
-"""Reference data for the model forms of issue 12 (see README.md, "Model forms (issue 12)").
+"""Reference data for the model forms besides the diffusers folder (see README.md, "Model forms").
 
 Writes, from the committed tiny model (data/tiny_ip2p, never modified here):
   data/model_forms/tokenizer_tf5/        the tiny tokenizer saved by transformers 5
