@@ -108,7 +108,9 @@ def render(via, clip, out, work, spec, mode_flags, seed, args):
            "--steps", str(args.steps), "--chunk-frames", "8", "--crf", "4", "--threads", str(args.threads)]
     if spec.get("mask"):
         cmd += ["--mask", os.path.join(clip, "circle", "%05d.png")]
-    cmd += mode_flags + args.extra
+    # a flag given after `--` replaces the mode's own (e.g. --finetune full)
+    pairs = [mode_flags[i:i + 2] for i in range(0, len(mode_flags), 2)]
+    cmd += [x for pair in pairs if pair[0] not in args.extra for x in pair] + args.extra
     t0 = time.time()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 0:
@@ -130,7 +132,7 @@ def main():
     ap.add_argument("--modes", help="comma-separated subset of the modes")
     ap.add_argument("--edits", help="comma-separated subset of the edits")
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("extra", nargs="*", help="more via render flags (after --)")
+    ap.add_argument("extra", nargs="*", help="more via render flags (after --); they replace a mode's own")
     args = ap.parse_args()
     modes = [m for m in MODES if not args.modes or m in args.modes.split(",")]
     edits = [e for e in EDITS if not args.edits or e in args.edits.split(",")]

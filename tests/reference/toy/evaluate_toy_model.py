@@ -10,6 +10,7 @@ StableDiffusionInstructPix2PixPipeline (Euler-ancestral, the model's own
 scheduler) and, with --via, through `via edit-image` on the same inputs, and
 the same metrics are computed from the exact targets:
 - grayscale: output saturation / source saturation; PSNR to the true target;
+  beside them the VAE's floor (the exact target encoded and decoded);
 - paint the shapes: fraction of outputs whose shapes all got the same palette
   colour (within 0.2 RGB); distinct palette colours over the seeds of one source;
 - paint the circle black: the circle's distance to black, the change inside
@@ -84,15 +85,23 @@ class Via:
 def evaluate(editor, n, seeds, recon=None):
     r = {}
     # deterministic edit
-    sat_ratio, ps = [], []
+    sat_ratio, ps, floor_sat, floor_ps = [], [], [], []
     for i in range(n):
         sc = held_out(i)
-        src = sc.source()
+        src, target = sc.source(), sc.target(tw.GRAYSCALE)
         out = editor.edit(src, tw.GRAYSCALE, i)
         sat_ratio.append(tw.saturation(out) / max(tw.saturation(src), 1e-6))
-        ps.append(tw.psnr(out, sc.target(tw.GRAYSCALE)))
+        ps.append(tw.psnr(out, target))
+        if recon is not None:
+            # the floor: the exact target through the VAE alone (its
+            # reconstruction error brings back some colour)
+            floor_sat.append(tw.saturation(recon(target)) / max(tw.saturation(src), 1e-6))
+            floor_ps.append(tw.psnr(recon(target), target))
     r["grayscale"] = {"saturation_ratio": float(np.mean(sat_ratio)), "psnr_to_target_db": float(np.mean(ps)),
                       "psnr_min_db": float(np.min(ps))}
+    if floor_sat:
+        r["grayscale"]["vae_saturation_ratio"] = float(np.mean(floor_sat))
+        r["grayscale"]["vae_psnr_to_target_db"] = float(np.mean(floor_ps))
     # ambiguous edit
     clean, distinct, counts = 0, [], np.zeros(4, int)
     m = max(n // 4, 1)

@@ -302,6 +302,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--unet-threads", type=int, help="threads of stage 4 (default: --threads); with 1, a second "
+                    "core stays free for other work (two threads of intra-op parallelism slow down a lot beside "
+                    "any other process)")
     ap.add_argument("--scenes", type=int, default=8000)
     ap.add_argument("--vae-steps", type=int, default=2000)
     ap.add_argument("--unet-steps", type=int, default=7000)
@@ -347,6 +350,7 @@ def main():
     summary["scaling_factor"] = sf
     log(f"latents encoded; scaling factor {sf:.5f}")
 
+    torch.set_num_threads(args.unet_threads or args.threads)
     with open(os.path.join(args.out, "log.jsonl"), "w") as logf:
         secs, loss = train_unet(data, lat, sf, vae, tok_dir, args, logf)
     summary.update(unet_seconds=round(secs, 1), unet_final_loss=loss, total_seconds=round(time.time() - t0, 1))
