@@ -1,5 +1,7 @@
 #include "rank/job.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <chrono>
 #include <cstdio>
@@ -150,6 +152,22 @@ void report_timings(const WorkDir& dir, const std::vector<StageTimes>& ranks, do
   console.log("time per stage, all ranks: " + stages);
 }
 
+// The output must be a new or regular file, not the input, in a writable folder.
+void check_output_path(const RenderSettings& settings) {
+  const fs::path out = fs::absolute(settings.output);
+  std::error_code ec;
+  if (fs::exists(out, ec) && fs::equivalent(out, settings.input, ec))
+    throw std::runtime_error("--output " + settings.output + " is the input video; choose another file");
+  if (fs::is_directory(out, ec))
+    throw std::runtime_error("--output " + settings.output + " is a directory; give a file name (e.g. edited.mp4)");
+  const fs::path folder = out.parent_path();
+  if (!fs::is_directory(folder, ec))
+    throw std::runtime_error("cannot write the output " + settings.output + ": " + folder.string() +
+                             " is not a directory");
+  if (::access(folder.c_str(), W_OK) != 0)
+    throw std::runtime_error("cannot write the output " + settings.output + ": " + folder.string() + " is not writable");
+}
+
 }  // namespace
 
 int run_render_job(const RenderSettings& settings, const std::string& workdir, const JobOptions& options,
@@ -170,17 +188,17 @@ int run_render_job(const RenderSettings& settings, const std::string& workdir, c
     Outcome checked;
     if (root) {
       checked = attempt([&] {
-        lock = std::make_unique<WorkDirLock>(dir);
-        resumed = prepare_workdir(dir, settings, options.resume);
+        // What can be checked without compute is checked before the work
+        // directory is written, so that the corrected command can use it.
         const io::VideoInfo video = io::probe_video(settings.input);
         if (video.frame_count < 1) throw std::runtime_error(settings.input + ": the video has no frames");
+        check_output_path(settings);
+        std::error_code ec;
+        if (!fs::exists(settings.model, ec)) throw std::runtime_error("model " + settings.model + " does not exist");
+        lock = std::make_unique<WorkDirLock>(dir);
+        resumed = prepare_workdir(dir, settings, options.resume);
         plan = {video.frame_count, settings.chunk_frames};
         write_plan(dir, plan);
-        const fs::path out = fs::absolute(settings.output).parent_path();
-        std::error_code ec;
-        if (!fs::is_directory(out, ec))
-          throw std::runtime_error("cannot write the output " + settings.output + ": " + out.string() +
-                                   " is not a directory");
         record_attempt_start(dir, comm.size(), options.resume);
       });
     }

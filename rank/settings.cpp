@@ -41,6 +41,8 @@ void RenderSettings::validate() const {
     }
   }
   require(text_guidance >= 0 && image_guidance >= 0, "guidance scales must not be negative");
+  // Far beyond any useful scale the guided noise overflows into black frames.
+  require(text_guidance <= 100 && image_guidance <= 100, "--text-guidance and --image-guidance must be at most 100");
   require(dtype == "auto" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16",
           "--dtype must be auto, fp32, bf16 or fp16");
   require(candidates >= 1, "--candidates must be at least 1");

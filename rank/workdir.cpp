@@ -155,10 +155,28 @@ bool read_settings(const WorkDir& dir, RenderSettings* settings) {
   return true;
 }
 
+namespace {
+
+// True when `dir` holds something computed (adaptation, latents, segments):
+// only then do its settings bind a later command. A directory written by a
+// command that failed before any compute (a mistyped model path, a bad
+// output) is taken over by the corrected command.
+bool holds_finished_work(const WorkDir& dir) {
+  std::error_code ec;
+  for (const std::string& file : {dir.root_pair(), dir.adapter(), dir.group()})
+    if (fs::exists(file, ec)) return true;
+  for (const char* sub : {"/chunks", "/segments", "/frames"})
+    for (auto it = fs::recursive_directory_iterator(dir.root + sub, ec); !ec && it != fs::end(it); it.increment(ec))
+      if (it->is_regular_file(ec)) return true;
+  return false;
+}
+
+}  // namespace
+
 bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume) {
   make_dir(dir.root);
   RenderSettings stored;
-  const bool existing = read_settings(dir, &stored);
+  const bool existing = read_settings(dir, &stored) && holds_finished_work(dir);
   if (existing) {
     if (!resume)
       throw WorkDirError("work directory " + dir.root +

@@ -3,7 +3,9 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 
@@ -161,4 +163,52 @@ TEST_F(Render, SchedulerIsTheModelsOwnUnlessGiven) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("PNDMScheduler"), std::string::npos) << e.what();
   }
+}
+
+// Mistakes found before any compute are one clear line, leave nothing that
+// binds the work directory, and the corrected command then renders there.
+TEST_F(Render, MistakesAreRefusedBeforeComputeAndTheCorrectedCommandRuns) {
+  const std::string bin = std::getenv("VIA_BIN"), work = dir_.file("w");
+  auto render = [&](const std::string& input, const std::string& output, const std::string& model,
+                    const std::string& extra = "") {
+    return via::test::run(bin + " render --input '" + input + "' --output '" + output + "' --model '" + model +
+                              "' --instruction 'turn it green' --workdir '" + work +
+                              "' --long-side 64 --steps 1 --candidates 1 --augment 1 --finetune off --group-size 2 "
+                              "--chunk-frames 12 --threads 1 " + extra,
+                          dir_);
+  };
+  const auto source_before = via::test::read_file(input_);
+  struct Case {
+    std::string output, model, extra, says;
+  };
+  const std::vector<Case> cases = {
+      {input_, reference_model(), "", "is the input video"},
+      {dir_.path(), reference_model(), "", "is a directory"},
+      {dir_.file("no/such/folder/o.mp4"), reference_model(), "", "is not a directory"},
+      {dir_.file("o.mp4"), dir_.file("no-model"), "", "no-model does not exist"},
+      {dir_.file("o.mp4"), reference_model(), "--text-guidance 1e30", "at most 100"},
+  };
+  for (const Case& c : cases) {
+    const auto r = render(input_, c.output, c.model, c.extra);
+    EXPECT_NE(r.exit_code, 0) << c.says;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  }
+  EXPECT_TRUE(via::test::read_file(input_) == source_before) << "the source must never be overwritten";
+  // A model path that exists but holds no model fails when it loads, after the
+  // work directory got its settings; nothing was computed, so the corrected
+  // command (another model, with or without --resume) takes the directory.
+  const auto wrong = render(input_, dir_.file("o.mp4"), dir_.path());
+  ASSERT_NE(wrong.exit_code, 0);
+  ASSERT_TRUE(std::filesystem::exists(work + "/settings.json"));
+  const auto fixed = render(input_, dir_.file("o.mp4"), reference_model());
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.err;
+  EXPECT_EQ(via::io::probe_video(dir_.file("o.mp4")).frame_count, via::io::probe_video(input_).frame_count);
+  // Once something is computed the settings bind: another instruction is refused.
+  const auto other = via::test::run(bin + " render --input '" + input_ + "' --output '" + dir_.file("o2.mp4") +
+                                        "' --model '" + reference_model() + "' --instruction 'turn it red' --workdir '" +
+                                        work + "' --long-side 64 --resume",
+                                    dir_);
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.err.find("other settings"), std::string::npos) << other.err;
 }
