@@ -122,15 +122,43 @@ TEST_F(ToyQuality, GrayscaleThroughRenderMeetsTheTarget) {
 }
 
 // "paint the shapes" has four right answers; frame by frame, each frame's own
-// noise picks one. Full Via (adaptation + gather-swap) must keep one colour.
-TEST_F(ToyQuality, FullViaKeepsOneColourWhereFrameByFrameChangesIt) {
-  const auto own = paint_indices(render("own", "paint the shapes", "--attention own --finetune off", 902), 902);
-  const auto via = paint_indices(render("via", "paint the shapes", "", 902), 902);
-  const double a_own = toy::agreement(own), a_via = toy::agreement(via);
-  std::printf("colour agreement: frame by frame %.3f (%s), full Via %.3f (%s)\n", a_own, joined(own).c_str(),
-              a_via, joined(via).c_str());
-  EXPECT_GE(a_via, 0.9);
-  EXPECT_GE(a_via - a_own, 0.25);
+// noise picks one. On clip902 each part of Via alone must keep one colour
+// where frame by frame does not: the attention group (gather-swap), and the
+// test-time adaptation (the model fine-tuned on the root pair); full Via too.
+// The frame-by-frame render they are compared with is made once.
+class ToyPaint : public ToyQuality {
+ protected:
+  std::vector<int> paint(const std::string& name, const std::string& flags) const {
+    return paint_indices(render(name, "paint the shapes", flags, 902), 902);
+  }
+  double own_agreement() const {
+    static const std::vector<int> own = paint("own", "--attention own --finetune off");
+    std::printf("frame by frame: %s\n", joined(own).c_str());
+    return toy::agreement(own);
+  }
+  // At least `floor` of the frames share the majority's clean colour, and
+  // `margin` more than frame by frame.
+  void expect_one_colour(const std::string& mode, const std::vector<int>& idx, double floor, double margin) const {
+    const double a_own = own_agreement(), a = toy::agreement(idx);
+    std::printf("colour agreement: frame by frame %.3f, %s %.3f (%s)\n", a_own, mode.c_str(), a, joined(idx).c_str());
+    EXPECT_GE(a, floor) << mode;
+    EXPECT_GE(a - a_own, margin) << mode;
+  }
+};
+
+TEST_F(ToyPaint, FullViaKeepsOneColourWhereFrameByFrameChangesIt) {
+  expect_one_colour("full Via", paint("via", ""), 0.9, 0.25);
+}
+
+TEST_F(ToyPaint, GatherSwapAloneKeepsOneColour) {
+  expect_one_colour("gather-swap only", paint("swap", "--finetune off"), 0.9, 0.25);
+}
+
+// Via's LoRA default (rank 4, lr 1e-4, 100 steps) barely moves this small
+// model; a full fine-tune at 1e-4 makes it paint every frame in the root
+// pair's colour, though some frames come out unclean (its model card).
+TEST_F(ToyPaint, AdaptationAloneKeepsOneColour) {
+  expect_one_colour("adaptation only", paint("adapt", "--attention own --finetune full"), 0.7, 0.25);
 }
 
 // A global edit under a mask: only the circle turns grey; outside it the frame
