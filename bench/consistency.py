@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What each part of Via buys, measured on toy-world videos (issue 10).
+"""What each part of Via buys, measured on toy-world videos.
 
     bench/consistency.sh [--videos 3] [--seeds 2] [--frames 24] [--out DIR]
 

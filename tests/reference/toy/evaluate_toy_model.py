@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Acceptance of the toy-world model on held-out stills (issue 10).
+"""Acceptance of the toy-world model on held-out stills.
 
     tests/reference/.venv/bin/python tests/reference/toy/evaluate_toy_model.py \
         --model tests/data/toy_ip2p [--via build/driver/via] [--json out.json]
