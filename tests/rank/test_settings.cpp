@@ -14,6 +14,43 @@ RenderSettings valid() {
   s.output = "out.mp4";
   return s;
 }
+
+// Every setting different from its default (and from valid()'s).
+RenderSettings every_field_changed() {
+  RenderSettings s;
+  s.input = "/clips/in.mov";
+  s.model = "/models/ip2p";
+  s.instruction = "turn the car green";
+  s.mask = "masks/%05d.png";
+  s.long_side = 384;
+  s.resize = "crop";
+  s.steps = 12;
+  s.scheduler = "dpmpp_2m_karras";
+  s.text_guidance = 3.25;
+  s.image_guidance = 1.75;
+  s.seed = 18446744073709551557ULL;
+  s.dtype = "bf16";
+  s.root_frame = 7;
+  s.candidates = 6;
+  s.root_seed = 2;
+  s.augment = 9;
+  s.finetune = "full";
+  s.lora_rank = 8;
+  s.learning_rate = 3e-4;
+  s.finetune_steps = 40;
+  s.condition_dropout = 0.1;
+  s.attention = "anchor";
+  s.group_size = 5;
+  s.swap_steps = 6;
+  s.swap_layers = "cross";
+  s.noise = "shared";
+  s.mask_feather = 2.5;
+  s.output = "/out/edited.mp4";
+  s.crf = 23;
+  s.preset = "slow";
+  s.chunk_frames = 8;
+  return s;
+}
 }  // namespace
 
 TEST(Settings, JsonRoundTripKeepsEverySetting) {
@@ -75,4 +112,11 @@ TEST(Settings, UnknownOrMistypedSettingsAreRefused) {
   j = valid().to_json();
   j["steps"] = "many";
   EXPECT_THROW(RenderSettings::from_json(j), SettingsError);
+}
+
+// Work directories written before this version must keep resuming: the hash
+// of the defaults and of settings with every field changed are pinned.
+TEST(Settings, HashesOfExistingWorkDirectoriesAreStable) {
+  EXPECT_EQ(valid().hash(), "e9fe9c56187ce421");
+  EXPECT_EQ(every_field_changed().hash(), "aefb99a7c0f9068d");
 }
