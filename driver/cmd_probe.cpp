@@ -1,6 +1,7 @@
 // `via probe VIDEO [--json]`: the facts of a video, for people or (--json) for machines.
 #include <cstdio>
 #include <iostream>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -9,6 +10,16 @@
 
 namespace via::driver {
 namespace {
+
+// "4:3" for 384x288: the displayed frame's shape, reduced.
+std::string aspect_text(io::Size shown) {
+  const int g = std::gcd(shown.width, shown.height);
+  return g > 0 ? std::to_string(shown.width / g) + ":" + std::to_string(shown.height / g) : "?";
+}
+
+std::string sample_aspect_text(const io::VideoInfo& info) {
+  return std::to_string(info.sample_aspect.num) + ":" + std::to_string(info.sample_aspect.den);
+}
 
 nlohmann::json to_json(const io::VideoInfo& info) {
   nlohmann::json audio = nlohmann::json::array();
@@ -31,11 +42,16 @@ nlohmann::json to_json(const io::VideoInfo& info) {
             {"pixel_format", info.pixel_format},
             {"width", info.width},
             {"height", info.height},
+            {"sample_aspect_ratio", sample_aspect_text(info)},
             {"rotation", info.rotation},
             {"display_width", shown.width},
             {"display_height", shown.height},
+            {"display_aspect_ratio", aspect_text(shown)},
             {"frame_rate", info.frame_rate.to_string()},
             {"fps", info.frame_rate.to_double()},
+            {"variable_frame_rate", info.variable_frame_rate},
+            {"min_frame_interval", info.min_frame_interval},
+            {"max_frame_interval", info.max_frame_interval},
             {"time_base", info.time_base.to_string()},
             {"frame_count", info.frame_count},
             {"header_frame_count", info.header_frame_count},
@@ -48,10 +64,17 @@ void print_text(const io::VideoInfo& info) {
   const io::Size shown = info.display_size();
   std::printf("file:        %s\n", info.path.c_str());
   std::printf("container:   %s\n", info.container.c_str());
-  std::printf("video:       stream %d, %s, %s, %dx%d\n", info.stream_index, info.codec.c_str(),
-              info.pixel_format.c_str(), info.width, info.height);
-  std::printf("rotation:    %d degrees clockwise (displayed %dx%d)\n", info.rotation, shown.width, shown.height);
-  std::printf("frame rate:  %s (%.3f fps)\n", info.frame_rate.to_string().c_str(), info.frame_rate.to_double());
+  std::printf("video:       stream %d, %s, %s, %dx%d, pixel aspect %s\n", info.stream_index, info.codec.c_str(),
+              info.pixel_format.c_str(), info.width, info.height, sample_aspect_text(info).c_str());
+  std::printf("rotation:    %d degrees clockwise (displayed %dx%d, %s)\n", info.rotation, shown.width, shown.height,
+              aspect_text(shown).c_str());
+  if (info.variable_frame_rate) {
+    std::printf("frame rate:  variable, %s on average (%.3f fps), frames %.3f to %.3f ms apart\n",
+                info.frame_rate.to_string().c_str(), info.frame_rate.to_double(), 1000 * info.min_frame_interval,
+                1000 * info.max_frame_interval);
+  } else {
+    std::printf("frame rate:  %s (%.3f fps)\n", info.frame_rate.to_string().c_str(), info.frame_rate.to_double());
+  }
   std::printf("time base:   %s\n", info.time_base.to_string().c_str());
   std::printf("frames:      %lld (counted by demuxing", static_cast<long long>(info.frame_count));
   if (info.header_frame_count > 0) {

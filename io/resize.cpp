@@ -71,6 +71,22 @@ ResizePlan plan_resize(Size in, Size out, ResizeMode mode) {
   return plan;
 }
 
+ResizePlan plan_resize(Size in, Size display, Size out, ResizeMode mode) {
+  require_positive(in, "input");
+  require_positive(display, "display");
+  ResizePlan plan = plan_resize(display, out, mode);
+  if (display == in) return plan;
+  // Only crop cuts into the source; map its rectangle from display to stored
+  // pixels, keeping offsets even as plan_resize() does.
+  const Rect s = plan.source;
+  const int x = std::min(mul_div_round(s.x, in.width, display.width) & ~1, in.width - 1);
+  const int y = std::min(mul_div_round(s.y, in.height, display.height) & ~1, in.height - 1);
+  const int w = std::clamp(mul_div_round(s.width, in.width, display.width), 1, in.width - x);
+  const int h = std::clamp(mul_div_round(s.height, in.height, display.height), 1, in.height - y);
+  plan.source = {x, y, w, h};
+  return plan;
+}
+
 Size model_size(Size source, int long_side) {
   require_positive(source, "source");
   if (long_side <= 0) throw std::invalid_argument("long side " + std::to_string(long_side) + " is not positive");

@@ -57,6 +57,12 @@ struct ResizePlan {
 /// Throws std::invalid_argument for non-positive sizes.
 ResizePlan plan_resize(Size input, Size output, ResizeMode mode);
 
+/// The plan for an `input` of non-square pixels, shown at `display` size: the
+/// aspect policy works on the displayed shape (nothing is squeezed), and the
+/// source rectangle is in `input` pixels. Equals plan_resize(input, output,
+/// mode) when display == input.
+ResizePlan plan_resize(Size input, Size display, Size output, ResizeMode mode);
+
 /// The model size for a source of size `source`: the longer side becomes
 /// `long_side` and the shorter keeps the aspect; both sides are rounded to the
 /// nearest multiple of 8 (at least 8), as the VAE and UNet need.

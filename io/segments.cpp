@@ -1,6 +1,7 @@
 #include "io/segments.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -34,7 +35,6 @@ struct SegmentScan {
   std::string path;
   AVRational time_base{0, 1};
   CodecParametersPtr codecpar;
-  AVRational frame_rate{0, 1};
   int64_t frames = 0;
   int64_t start = 0;         // lowest pts
   int64_t end = 0;           // highest pts + that packet's duration
@@ -48,7 +48,6 @@ SegmentScan scan_segment(const std::string& path) {
   SegmentScan scan;
   scan.path = path;
   scan.time_base = stream->time_base;
-  scan.frame_rate = av_guess_frame_rate(fmt.get(), fmt->streams[vi], nullptr);
   scan.codecpar.reset(avcodec_parameters_alloc());
   if (!scan.codecpar) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot read", path);
   VIA_AV_CHECK(avcodec_parameters_copy(scan.codecpar.get(), stream->codecpar), "cannot read", path);
@@ -94,6 +93,67 @@ void check_same_encoding(const SegmentScan& a, const SegmentScan& b) {
   }
 }
 
+// The joined video's timestamps, one per packet in decode (file) order, in the
+// segments' common time base, and the time its last frame ends.
+struct Timeline {
+  std::vector<int64_t> pts;
+  std::vector<int64_t> duration;  // 0: keep the packet's own
+  int64_t end = 0;
+};
+
+// Without frame times: the segments follow each other from time 0, each
+// starting where the one before ends (its packets' pts + duration).
+Timeline joined_by_span(const std::vector<SegmentScan>& scans) {
+  Timeline t;
+  for (const SegmentScan& s : scans) {
+    for (int64_t p : s.pts) t.pts.push_back(p - s.start + t.end);
+    t.end += s.end - s.start;
+  }
+  t.duration.assign(t.pts.size(), 0);
+  return t;
+}
+
+// With frame times: frame i of the output is at times.pts[i] and lasts until
+// the next. Each segment's own timestamps must be its frames' times (within a
+// tick): MP4 keeps no presentation duration per frame (its sample durations
+// are decode-time steps), so a segment's span cannot tell where it ends.
+Timeline joined_by_times(const std::vector<SegmentScan>& scans, const FrameTimes& times, AVRational tb) {
+  const AVRational ttb = ffmpeg::to_av(times.time_base);
+  Timeline t;
+  int64_t first = 0;  // the current segment's first frame
+  for (const SegmentScan& s : scans) {
+    if (first + s.frames > times.size()) {
+      throw VideoError("the segments hold more frames than the " + std::to_string(times.size()) +
+                           " their times are given for (at segment '" + s.path + "')",
+                       s.path);
+    }
+    std::vector<int64_t> sorted = s.pts;
+    std::sort(sorted.begin(), sorted.end());
+    for (const int64_t p : s.pts) {
+      const int64_t k = std::lower_bound(sorted.begin(), sorted.end(), p) - sorted.begin();
+      const int64_t frame = first + k;
+      const int64_t want = av_rescale_q(times.pts[static_cast<size_t>(frame)], ttb, tb);
+      if (std::abs(p - want) > 1) {
+        throw VideoError("segment '" + s.path + "' has a frame at " + seconds_text(p, tb) + " where frame " +
+                             std::to_string(frame) + " is at " + seconds_text(want, tb) +
+                             ": the segments do not follow the frames' times",
+                         s.path);
+      }
+      t.pts.push_back(want);
+      t.duration.push_back(av_rescale_q(times.pts[static_cast<size_t>(frame)] + times.duration(frame), ttb, tb) -
+                           want);
+    }
+    first += s.frames;
+  }
+  if (first != times.size()) {
+    throw VideoError("the segments hold " + std::to_string(first) + " frames, their times " +
+                         std::to_string(times.size()) + " (last segment '" + scans.back().path + "')",
+                     scans.back().path);
+  }
+  t.end = av_rescale_q(times.end, ttb, tb);
+  return t;
+}
+
 // Decode timestamps for the joined video, one per packet in decode order.
 //
 // x264 delays decode timestamps by its B-frame depth, except in segments too
@@ -102,20 +162,14 @@ void check_same_encoding(const SegmentScan& a, const SegmentScan& b) {
 // dts are derived from the presentation timestamps alone: packet i gets the
 // (i - D)-th smallest pts, with D the smallest delay that keeps every dts at or
 // below its packet's pts (extrapolated one frame per step below the first).
-std::vector<int64_t> joined_dts(const std::vector<SegmentScan>& scans) {
-  std::vector<int64_t> pts;  // joined, decode order
-  int64_t offset = 0;
-  for (const SegmentScan& s : scans) {
-    for (int64_t p : s.pts) pts.push_back(p - s.start + offset);
-    offset += s.end - s.start;
-  }
+std::vector<int64_t> joined_dts(const std::vector<int64_t>& pts, const std::string& first_path) {
   std::vector<int64_t> sorted = pts;
   std::sort(sorted.begin(), sorted.end());
   for (size_t i = 1; i < sorted.size(); ++i) {
     if (sorted[i] == sorted[i - 1]) {
-      throw VideoError(
-          "two frames of the joined segments have the same timestamp (first segment '" + scans.front().path + "')",
-          scans.front().path);
+      throw VideoError("two frames of the joined segments have the same timestamp (first segment '" + first_path +
+                           "')",
+                       first_path);
     }
   }
   int64_t delay = 0;
@@ -123,8 +177,7 @@ std::vector<int64_t> joined_dts(const std::vector<SegmentScan>& scans) {
     const int64_t rank = std::lower_bound(sorted.begin(), sorted.end(), pts[i]) - sorted.begin();
     delay = std::max<int64_t>(delay, static_cast<int64_t>(i) - rank);
   }
-  const int64_t step =
-      sorted.size() > 1 ? sorted[1] - sorted[0] : std::max<int64_t>(1, scans.front().end - scans.front().start);
+  const int64_t step = sorted.size() > 1 ? sorted[1] - sorted[0] : 1;
   std::vector<int64_t> dts(pts.size());
   for (size_t i = 0; i < pts.size(); ++i) {
     const int64_t j = static_cast<int64_t>(i) - delay;
@@ -133,11 +186,12 @@ std::vector<int64_t> joined_dts(const std::vector<SegmentScan>& scans) {
   return dts;
 }
 
-// Packets of the segments in order, with timestamps moved so the segments follow
-// each other from time 0, and decode timestamps from joined_dts().
+// Packets of the segments in order, with the timeline's timestamps and decode
+// timestamps from joined_dts().
 class SegmentPackets {
  public:
-  explicit SegmentPackets(const std::vector<SegmentScan>& scans) : scans_(scans), dts_(joined_dts(scans)) {}
+  SegmentPackets(const std::vector<SegmentScan>& scans, const Timeline& timeline)
+      : scans_(scans), timeline_(timeline), dts_(joined_dts(timeline.pts, scans.front().path)) {}
 
   // The next video packet (timestamps in the segments' common time base); false at the end.
   bool next(AVPacket* out) {
@@ -150,7 +204,6 @@ class SegmentPackets {
       const std::string& path = scans_[current_].path;
       const int rc = av_read_frame(fmt_.get(), out);
       if (rc == AVERROR_EOF) {
-        offset_ += scans_[current_].end - scans_[current_].start;
         fmt_.reset();
         ++current_;
         continue;
@@ -163,7 +216,8 @@ class SegmentPackets {
       if (next_ == dts_.size()) {
         throw VideoError("segment '" + path + "' changed while it was being joined", path);
       }
-      out->pts += offset_ - scans_[current_].start;
+      out->pts = timeline_.pts[next_];
+      if (timeline_.duration[next_] > 0) out->duration = timeline_.duration[next_];
       out->dts = dts_[next_++];
       return true;
     }
@@ -172,12 +226,12 @@ class SegmentPackets {
 
  private:
   const std::vector<SegmentScan>& scans_;
+  const Timeline& timeline_;
   std::vector<int64_t> dts_;
-  size_t next_ = 0;  // index into dts_
+  size_t next_ = 0;  // index into dts_ and the timeline
   size_t current_ = 0;
   ffmpeg::InputFormatPtr fmt_;
   int stream_ = -1;
-  int64_t offset_ = 0;  // where the current segment starts in the output
 };
 
 // Audio packets of the source's copied streams, in file order, with timestamps
@@ -263,7 +317,6 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
   // 1. Scan the segments: frame counts, time spans, encodings; check they tile.
   std::vector<SegmentScan> scans;
   scans.reserve(segments.size());
-  int64_t total_span = 0;
   int64_t total_frames = 0;
   for (const std::string& path : segments) {
     scans.push_back(scan_segment(path));
@@ -272,18 +325,20 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
       const SegmentScan& prev = scans[scans.size() - 2];
       check_same_encoding(scans.front(), s);
       const int64_t half_frame = (prev.end - prev.start) / prev.frames / 2;
-      if (s.start < prev.end - half_frame || s.start > prev.end + half_frame) {
+      if (options.times.empty() && (s.start < prev.end - half_frame || s.start > prev.end + half_frame)) {
         throw VideoError("segment '" + s.path + "' starts at " + seconds_text(s.start, s.time_base) + " but '" +
                              prev.path + "' ends at " + seconds_text(prev.end, prev.time_base) +
                              ": the segments are not contiguous",
                          s.path);
       }
     }
-    total_span += s.end - s.start;
     total_frames += s.frames;
   }
   const SegmentScan& first = scans.front();
   const AVRational video_tb = first.time_base;
+  const Timeline timeline =
+      options.times.empty() ? joined_by_span(scans) : joined_by_times(scans, options.times, video_tb);
+  const int64_t total_span = timeline.end;
 
   const std::string part = output + ".part";
   std::error_code ignored;
@@ -296,7 +351,10 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
     VIA_AV_CHECK(avcodec_parameters_copy(video->codecpar, first.codecpar.get()), "cannot set up the video of", output);
     video->codecpar->codec_tag = 0;  // let the output's muxer pick its own tag
     video->time_base = video_tb;
-    video->avg_frame_rate = first.frame_rate;
+    // The real average (a variable rate's too): Matroska derives its default
+    // frame duration from it.
+    av_reduce(&video->avg_frame_rate.num, &video->avg_frame_rate.den, total_frames * video_tb.den,
+              total_span * video_tb.num, INT_MAX);
 
     ffmpeg::InputFormatPtr audio_in;
     std::vector<int> audio_map;  // source stream index -> output stream index, -1 = not copied
@@ -312,7 +370,7 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
         const AVStream* sv = audio_in->streams[src_video];
         audio_origin = av_rescale_q(sv->start_time, sv->time_base, video_tb);
       }
-      audio_origin += first.start;
+      if (options.times.empty()) audio_origin += first.start;  // with times, output time is source time
       for (unsigned i = 0; i < audio_in->nb_streams; ++i) {
         const AVStream* in = audio_in->streams[i];
         if (in->codecpar->codec_type != AVMEDIA_TYPE_AUDIO) continue;
@@ -341,7 +399,7 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
     VIA_AV_CHECK(header_rc, "cannot write the header of", part);
 
     // 3. Copy packets, video and audio interleaved by time.
-    SegmentPackets video_packets(scans);
+    SegmentPackets video_packets(scans, timeline);
     ffmpeg::PacketPtr vpkt = ffmpeg::alloc_packet(output);
     ffmpeg::PacketPtr apkt = ffmpeg::alloc_packet(output);
     AudioPackets audio_packets(audio_in.get(), audio_map, audio_origin, total_span, video_tb, options.audio_source);

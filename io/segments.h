@@ -5,10 +5,13 @@
 // when joining: video and audio packets are copied (libavformat, no ffmpeg
 // command).
 //
-// Writing a segment: VideoWriter with EncodeOptions::first_frame = first, at
-// the source's frame rate, with the same size, CRF and preset for every
-// segment of one output. Its timestamps then continue the frame index, which
-// concat_segments() checks.
+// Writing a segment: VideoWriter with EncodeOptions::times = the source's
+// VideoInfo::frame_times.slice(first, n), at the source's frame rate, with the
+// same size, CRF and preset for every segment of one output. Every frame then
+// keeps its source time (variable rates included), each segment starts where
+// the one before ends, which concat_segments() checks, and the output has the
+// source's duration. (EncodeOptions::first_frame = first at a constant rate
+// joins the same way.)
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,6 +28,13 @@ struct ConcatOptions {
   /// after the last frame's end: audio packets starting at or after it are
   /// dropped, so the audio ends within one audio frame of the video.
   std::string audio_source;
+  /// The frames' times, as given to the segments' writers (the source's
+  /// VideoInfo::frame_times): the output's frames get exactly these times and
+  /// durations, and its video ends at times.end, so a variable frame rate and
+  /// the source's duration survive. Each segment's timestamps are checked
+  /// against them (within one tick). Empty: the segments are laid end to end
+  /// by their own spans (constant-rate segments).
+  FrameTimes times;
   /// MP4/MOV outputs: put the index at the front, so players can start before
   /// the whole file has arrived (costs one extra pass over the file).
   bool faststart = true;
@@ -40,8 +50,9 @@ struct ConcatResult {
 /// the audio streams of options.audio_source.
 ///
 /// The segments must be contiguous: each starts where the one before ends
-/// (checked on their timestamps, within half a frame), and they must share one
-/// encoding (codec, size and codec headers; checked). The output is written to
+/// (checked on their timestamps: against ConcatOptions::times within one tick,
+/// or without them within half a frame), and they must share one encoding
+/// (codec, size, time base and codec headers; checked). The output is written to
 /// "<output>.part" and renamed when complete. Its container follows the file
 /// name (MP4 for ".mp4" and for names FFmpeg does not know).
 ///

@@ -6,6 +6,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -165,6 +166,11 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
     throw VideoError("video stream of '" + path + "' has no frame size (unsupported or damaged)", path);
   }
   info.rotation = display_rotation(stream);
+  AVRational sar = av_guess_sample_aspect_ratio(fmt, stream, nullptr);
+  if (sar.num > 0 && sar.den > 0) {
+    av_reduce(&sar.num, &sar.den, sar.num, sar.den, INT_MAX);
+    info.sample_aspect = to_rational(sar);
+  }
   info.time_base = to_rational(stream->time_base);
   info.header_frame_count = stream->nb_frames;
   if (fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0)
@@ -201,12 +207,44 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
   if (!index.counting()) {
     info.start_pts = index.pts.front();
     info.start_time = info.start_pts * tb;
+    FrameTimes& times = info.frame_times;
+    times.time_base = info.time_base;
+    times.pts.reserve(index.pts.size());
+    for (const int64_t p : index.pts) times.pts.push_back(p - info.start_pts);
+    const int64_t n = times.size();
     int64_t last = index.last_duration;
     if (last <= 0 && rate.num > 0 && rate.den > 0) last = av_rescale_q(1, av_inv_q(rate), stream->time_base);
-    info.duration = (index.pts.back() - index.pts.front() + last) * tb;
+    if (last <= 0) last = n > 1 ? times.pts[n - 1] - times.pts[n - 2] : 1;
+    times.end = times.pts.back() + last;
+    // Where the container states the stream's end (MP4's edit list), it wins:
+    // MP4 sample durations are decode-time steps, so with B-frames the last
+    // shown frame's packet duration is another frame's.
+    if (fmt->duration_estimation_method == AVFMT_DURATION_FROM_STREAM && stream->duration > 0 &&
+        stream->duration != AV_NOPTS_VALUE && stream->start_time != AV_NOPTS_VALUE) {
+      const int64_t stream_end = stream->start_time + stream->duration - info.start_pts;
+      if (stream_end > times.pts.back()) times.end = stream_end;
+    }
+    info.duration = times.end * tb;
     // No usable rate from the container: derive it from the timestamps.
     if ((rate.num <= 0 || rate.den <= 0) && info.duration > 0) {
       rate = av_d2q(info.frame_count / info.duration, 1000000);
+    }
+    // Evenly spaced at `rate`, give or take the time base's rounding (29.97 fps
+    // in 1/15360 alternates 512 and 513 ticks)?
+    if (n > 1) {
+      const double nominal = rate.num > 0 ? 1.0 / (av_q2d(rate) * tb) : 0.0;  // ticks per frame
+      int64_t shortest = INT64_MAX, longest = 0;
+      for (int64_t i = 0; i + 1 < n; ++i) {
+        const int64_t d = times.duration(i);
+        shortest = std::min(shortest, d);
+        longest = std::max(longest, d);
+        if (std::abs(static_cast<double>(d) - nominal) > 1.0 + 0.005 * nominal) info.variable_frame_rate = true;
+      }
+      info.min_frame_interval = shortest * tb;
+      info.max_frame_interval = longest * tb;
+    }
+    if (info.variable_frame_rate) {  // the real average: frames over duration
+      av_reduce(&rate.num, &rate.den, n * stream->time_base.den, times.end * stream->time_base.num, INT_MAX);
     }
   } else {
     if (stream->start_time != AV_NOPTS_VALUE) {
@@ -222,7 +260,22 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
     throw VideoError("cannot tell the frame rate of '" + path + "'", path);
   }
   info.frame_rate = to_rational(rate);
+  if (index.counting()) {  // no timestamps to keep: evenly spaced at the rate
+    info.frame_times = FrameTimes::constant(info.frame_rate, info.frame_count);
+    if (info.frame_count > 1) info.min_frame_interval = info.max_frame_interval = 1.0 / info.frame_rate.to_double();
+  }
   return {std::move(info), std::move(index)};
+}
+
+// A frame of `upright` size (stored pixels turned by `rotation`) as shown: the
+// stored width, which is upright's height when turned a quarter, scaled by `sar`.
+Size display_of(Size upright, int rotation, Rational sar) {
+  if (!sar.positive() || sar.num == sar.den) return upright;
+  const auto scaled = [&](int stored_width) {
+    return static_cast<int>(std::max<int64_t>(1, av_rescale(stored_width, sar.num, sar.den)));
+  };
+  return rotation % 180 == 0 ? Size{scaled(upright.width), upright.height}
+                             : Size{upright.width, scaled(upright.height)};
 }
 
 // `image` turned clockwise by `degrees` (90, 180 or 270).
@@ -254,6 +307,8 @@ RgbImage rotate_clockwise(const RgbImage& image, int degrees) {
 
 }  // namespace
 
+Size VideoInfo::display_size() const { return display_of(upright_size(), rotation, sample_aspect); }
+
 VideoInfo probe_video(const std::string& path) {
   ffmpeg::InputFormatPtr fmt = ffmpeg::open_input(path);
   return probe_open(fmt.get(), path).first;
@@ -275,8 +330,8 @@ class VideoReader::Impl {
     }
     rotation_ = options_.apply_rotation ? info_.rotation : 0;
     upright_ = rotation_ % 180 == 0 ? Size{info_.width, info_.height} : Size{info_.height, info_.width};
-    output_ = options_.size.width > 0 ? options_.size : upright_;
-    plan_ = plan_resize(upright_, output_, options_.resize);
+    output_ = options_.size.width > 0 ? options_.size : shown(upright_);
+    plan_ = plan_for(upright_);
     open_decoder();
   }
 
@@ -378,6 +433,13 @@ class VideoReader::Impl {
     decoded_ = 0;
   }
 
+  // `upright` (stored pixels turned by rotation_) as displayed: the stored
+  // width scaled by the sample aspect ratio.
+  Size shown(Size upright) const { return display_of(upright, rotation_, info_.sample_aspect); }
+  // How a frame of `upright` size becomes output_: the aspect policy on its
+  // displayed shape.
+  ResizePlan plan_for(Size upright) const { return plan_resize(upright, shown(upright), output_, options_.resize); }
+
   // From the very start: for streams that cannot seek, and a seek that overshot.
   void reopen() {
     decoder_.reset();
@@ -424,7 +486,7 @@ class VideoReader::Impl {
     const Size stored{frame->width, frame->height};
     const Size upright = rotation_ % 180 == 0 ? stored : Size{stored.height, stored.width};
     // A stream may change size midway; its frames still come out at output_.
-    const ResizePlan plan = upright == upright_ ? plan_ : plan_resize(upright, output_, options_.resize);
+    const ResizePlan plan = upright == upright_ ? plan_ : plan_for(upright);
     out = RgbImage(output_.width, output_.height);
 
     ffmpeg::Image src;

@@ -42,15 +42,35 @@ struct VideoInfo {
   std::string pixel_format;  // as decoded, e.g. "yuv420p"
   int width = 0;             // stored frame size, before rotation
   int height = 0;
+  /// Sample (pixel) aspect ratio: a stored pixel is shown sample_aspect times
+  /// as wide as it is high (16/15 for 4:3 PAL at 360x288); 1/1 when the file
+  /// says nothing.
+  Rational sample_aspect{1, 1};
   /// Clockwise rotation, in degrees (0, 90, 180 or 270), that the file's display
   /// matrix asks for to show the frames upright. Other angles are rounded to the
   /// nearest quarter turn; flips in the matrix are ignored.
   int rotation = 0;
-  /// Frame size as displayed: width x height, swapped for 90 and 270.
-  Size display_size() const { return rotation % 180 == 0 ? Size{width, height} : Size{height, width}; }
-  /// Frames per second as a rational (30000/1001), FFmpeg's best guess from
-  /// the container and codec; the rate an output of the video is encoded at.
+  /// Stored frame size turned upright: width x height, swapped for 90 and 270.
+  Size upright_size() const { return rotation % 180 == 0 ? Size{width, height} : Size{height, width}; }
+  /// Frame size as displayed: upright, with the stored width scaled by the
+  /// sample aspect ratio (rounded): 360x288 at 16/15 shows as 384x288.
+  Size display_size() const;
+  /// Frames per second as a rational. A constant-rate video: its exact rate
+  /// (30000/1001), FFmpeg's best guess from the container and codec. A
+  /// variable-rate video: the average, frame_count / duration.
   Rational frame_rate;
+  /// True when the frames are not evenly spaced at frame_rate: some interval
+  /// between two frames differs from 1 / frame_rate by more than one tick of
+  /// the time base and 0.5 %. Phones, screen recorders and joined clips do this.
+  bool variable_frame_rate = false;
+  /// The shortest and longest interval between two frames, in seconds (0 for one frame).
+  double min_frame_interval = 0.0;
+  double max_frame_interval = 0.0;
+  /// When each frame is shown, from frame 0 on: FrameTimes::constant() at
+  /// frame_rate for a constant-rate video, the stream's own timestamps (less
+  /// start_pts) for a variable one. An output of the video is written with
+  /// these times, so its frames, duration and audio sync are the source's.
+  FrameTimes frame_times;
   /// The unit of the stream's timestamps (Frame::pts), e.g. 1/30000.
   Rational time_base;
   /// Exact number of frames, counted by demuxing (see the file comment).
@@ -61,7 +81,8 @@ struct VideoInfo {
   int64_t start_pts = 0;
   double start_time = 0.0;
   /// Video duration in seconds: from frame 0's start to the end of the last
-  /// frame (its timestamp plus its duration).
+  /// frame (its timestamp plus its duration; 1 / the container's rate when
+  /// the file gives none).
   double duration = 0.0;
   /// The container's duration in seconds (longest stream), 0 when unknown.
   double container_duration = 0.0;
@@ -76,8 +97,10 @@ VideoInfo probe_video(const std::string& path);
 
 /// How a VideoReader delivers frames.
 struct ReaderOptions {
-  /// Output frame size; 0 x 0 keeps the displayed size (after rotation). Both
-  /// or neither side must be given.
+  /// Output frame size; 0 x 0 gives the displayed size (VideoInfo::display_size():
+  /// upright, and scaled to square pixels when the sample aspect ratio is not
+  /// 1/1). Both or neither side must be given. The aspect policy works on the
+  /// displayed shape, so non-square pixels are never squeezed.
   Size size;
   /// Aspect policy when `size` is given (see io/resize.h).
   ResizeMode resize = ResizeMode::fit;

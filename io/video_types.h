@@ -2,6 +2,7 @@
 // Plain value types shared by via's video reader, writer and segments. No
 // FFmpeg types leak into the public API.
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,44 @@ struct Rational {
   std::string to_string() const { return std::to_string(num) + "/" + std::to_string(den); }
   friend bool operator==(const Rational& a, const Rational& b) { return a.num == b.num && a.den == b.den; }
   friend bool operator!=(const Rational& a, const Rational& b) { return !(a == b); }
+};
+
+/// When each frame of a video is shown, in `time_base` units counted from the
+/// video's frame 0: frame i from pts[i] until pts[i + 1], the last until `end`.
+/// A constant-rate video has time base 1 / rate and pts[i] == i; any other
+/// video keeps its source's timestamps (variable frame rate).
+struct FrameTimes {
+  Rational time_base;
+  std::vector<int64_t> pts;  // strictly increasing
+  int64_t end = 0;           // > pts.back()
+
+  int64_t size() const { return static_cast<int64_t>(pts.size()); }
+  bool empty() const { return pts.empty(); }
+  /// How long frame i is shown.
+  int64_t duration(int64_t i) const {
+    return (i + 1 < size() ? pts[static_cast<size_t>(i + 1)] : end) - pts[static_cast<size_t>(i)];
+  }
+  /// Frames [first, first + count), with their times unchanged: the slice ends
+  /// where frame first + count starts. Throws std::out_of_range outside [0, size()).
+  FrameTimes slice(int64_t first, int64_t count) const {
+    if (first < 0 || count < 1 || first + count > size()) {
+      throw std::out_of_range("frames [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                              ") are outside a video of " + std::to_string(size()) + " frames");
+    }
+    FrameTimes part;
+    part.time_base = time_base;
+    part.pts.assign(pts.begin() + first, pts.begin() + first + count);
+    part.end = first + count < size() ? pts[static_cast<size_t>(first + count)] : end;
+    return part;
+  }
+  /// `frames` frames at a constant `rate`: time base 1 / rate, frame i at i.
+  static FrameTimes constant(Rational rate, int64_t frames) {
+    FrameTimes times;
+    times.time_base = {rate.den, rate.num};
+    for (int64_t i = 0; i < frames; ++i) times.pts.push_back(i);
+    times.end = frames;
+    return times;
+  }
 };
 
 /// A packed RGB24 image: `data` holds height rows of width * 3 bytes (R, G, B),

@@ -44,6 +44,16 @@ class VideoWriter::Impl {
     if (options_.first_frame < 0) {
       throw VideoError("first frame " + std::to_string(options_.first_frame) + " for '" + path + "' is negative", path);
     }
+    const FrameTimes& times = options_.times;
+    if (!times.empty()) {
+      bool increasing = times.time_base.positive() && times.end > times.pts.back();
+      for (size_t i = 1; increasing && i < times.pts.size(); ++i) increasing = times.pts[i] > times.pts[i - 1];
+      if (!increasing) {
+        throw VideoError("frame times for '" + path + "' are not increasing (time base " +
+                             times.time_base.to_string() + ")",
+                         path);
+      }
+    }
     encoded_ = {size.width & ~1, size.height & ~1};
     try {
       open(rate);
@@ -83,7 +93,15 @@ class VideoWriter::Impl {
     if (padded_.size() < bytes + kReadSlack) padded_.assign(bytes + kReadSlack, 0);
     std::copy(image.data.begin(), image.data.end(), padded_.begin());
     scaler_.convert(ffmpeg::rgb_image(padded_.data(), encoded_.width, encoded_.height, image.width * 3), dst, path_);
-    frame_->pts = options_.first_frame + written_;
+    if (options_.times.empty()) {
+      frame_->pts = options_.first_frame + written_;
+    } else if (written_ < options_.times.size()) {
+      frame_->pts = options_.times.pts[static_cast<size_t>(written_)];
+    } else {
+      throw VideoError("frame " + std::to_string(written_) + " given to '" + path_ + "', which has times for " +
+                           std::to_string(options_.times.size()) + " frames",
+                       path_);
+    }
     VIA_AV_CHECK(avcodec_send_frame(encoder_.get(), frame_.get()), "cannot encode a frame into", part_path_);
     ++written_;
     drain();
@@ -121,8 +139,9 @@ class VideoWriter::Impl {
     enc->height = encoded_.height;
     enc->pix_fmt = AV_PIX_FMT_YUV420P;
     enc->sample_aspect_ratio = AVRational{1, 1};
-    // One tick per frame: timestamps are frame numbers.
-    enc->time_base = av_inv_q(ffmpeg::to_av(rate));
+    // Constant rate: one tick per frame, timestamps are frame numbers.
+    // Otherwise the frames' own time base, so their times stay exact.
+    enc->time_base = options_.times.empty() ? av_inv_q(ffmpeg::to_av(rate)) : ffmpeg::to_av(options_.times.time_base);
     enc->framerate = ffmpeg::to_av(rate);
     enc->colorspace = AVCOL_SPC_BT709;
     enc->color_primaries = AVCOL_PRI_BT709;
@@ -154,11 +173,11 @@ class VideoWriter::Impl {
     VIA_AV_CHECK(avcodec_parameters_from_context(stream_->codecpar, enc), "cannot set up the video stream of", path_);
     stream_->time_base = enc->time_base;  // a hint; the muxer may choose another
     stream_->avg_frame_rate = enc->framerate;
-    // MP4 states a late start (first_frame > 0) in an edit list counted in the
-    // movie's timescale, 1/1000 s by default; 1/rate.num makes it exact (frame k
-    // starts at k * rate.den / rate.num s).
+    // MP4 states a late start (a segment's first frame > 0) in an edit list
+    // counted in the movie's timescale, 1/1000 s by default; the time base's
+    // denominator makes it exact (every timestamp is a multiple of num / den).
     AVDictionary* mux_opts = nullptr;  // freed right below; nothing in between can throw
-    if (ffmpeg::is_mov_family(out_->oformat)) av_dict_set_int(&mux_opts, "movie_timescale", rate.num, 0);
+    if (ffmpeg::is_mov_family(out_->oformat)) av_dict_set_int(&mux_opts, "movie_timescale", enc->time_base.den, 0);
     const int header_rc = avformat_write_header(out_.get(), &mux_opts);
     av_dict_free(&mux_opts);
     VIA_AV_CHECK(header_rc, "cannot write the header of", part_path_);
@@ -180,6 +199,11 @@ class VideoWriter::Impl {
       if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
       if (rc < 0) ffmpeg::throw_av_error(rc, "cannot encode a frame into", part_path_);
       ffmpeg::PacketUnref unref(packet_.get());
+      if (!options_.times.empty()) {  // until the next frame's time: the muxer keeps it for the last frame
+        const FrameTimes& t = options_.times;
+        const auto at = std::lower_bound(t.pts.begin(), t.pts.end(), packet_->pts);
+        if (at != t.pts.end() && *at == packet_->pts) packet_->duration = t.duration(at - t.pts.begin());
+      }
       if (packet_->duration <= 0) packet_->duration = 1;  // one frame, in encoder ticks
       av_packet_rescale_ts(packet_.get(), encoder_->time_base, stream_->time_base);
       packet_->stream_index = stream_->index;

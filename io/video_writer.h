@@ -23,12 +23,20 @@ struct EncodeOptions {
   /// Index of the first frame written. Frame k gets the timestamp
   /// (first_frame + k) / frame_rate, so a segment holding frames [a, b) of a
   /// video starts at a's time, and segments of one video concatenate without
-  /// gaps (io/segments.h).
+  /// gaps (io/segments.h). Unused when `times` is given.
   int64_t first_frame = 0;
+  /// The frames' own times: the source's VideoInfo::frame_times, or its
+  /// slice() for the frames of one segment. Frame k is written at times.pts[k]
+  /// (in times.time_base) and lasts until the next frame's time (the last
+  /// until times.end), so any frame rate, variable included, is kept as it
+  /// was. Writing more frames than it holds is an error. Empty: the constant
+  /// rate above.
+  FrameTimes times;
 };
 
-/// Encodes RGB24 frames as H.264 (libx264, yuv420p, BT.709 limited range) at a
-/// constant frame rate, in the container the file name asks for (MP4 for
+/// Encodes RGB24 frames as H.264 (libx264, yuv420p, BT.709 limited range,
+/// square pixels) at a constant frame rate or at the given frame times
+/// (EncodeOptions::times), in the container the file name asks for (MP4 for
 /// ".mp4" and for names FFmpeg does not know).
 ///
 /// Odd sizes: 4:2:0 H.264 needs even sides, so a frame of odd width or height
@@ -41,7 +49,8 @@ struct EncodeOptions {
 /// copyable, not thread-safe. Errors throw VideoError naming the file.
 class VideoWriter {
  public:
-  /// A writer for frames of `size` at `frame_rate` (e.g. VideoInfo::frame_rate).
+  /// A writer for frames of `size` at `frame_rate` (e.g. VideoInfo::frame_rate;
+  /// with EncodeOptions::times, the average rate the encoder is told).
   VideoWriter(const std::string& path, Size size, Rational frame_rate, EncodeOptions options = {});
   ~VideoWriter();
   VideoWriter(VideoWriter&&) noexcept;

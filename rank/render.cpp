@@ -309,7 +309,8 @@ void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& laten
   io::EncodeOptions enc;
   enc.crf = static_cast<int>(settings_.crf);
   enc.preset = settings_.preset;
-  enc.first_frame = chunk_frames(chunk).first;
+  const auto [first, count] = chunk_frames(chunk);
+  enc.times = video_.frame_times.slice(first, count);  // the source's own times, variable rates too
   io::VideoWriter segment(dir_.chunk_segment(chunk), size_, video_.frame_rate, enc);
   for (const at::Tensor& z : latents) {
     throw_if_stopped();
@@ -389,6 +390,7 @@ void Renderer::assemble() {
   for (int64_t c = 0; c < num_chunks(); ++c) segments.push_back(dir_.chunk_segment(c));
   io::ConcatOptions options;
   options.audio_source = video_.audio.empty() ? "" : settings_.input;
+  options.times = video_.frame_times;
   const io::ConcatResult r = io::concat_segments(segments, settings_.output, options);
   log("wrote " + settings_.output + ": " + std::to_string(r.frames) + " frames");
 }

@@ -171,6 +171,105 @@ TEST(Segments, ChunkedRenderOfARealVideoMatchesTheSource) {
   }
 }
 
+// As a renderer does it, for sources whose frames are unevenly spaced: chunks
+// read, encoded with the source's frame times, joined with those times. Every
+// output frame is at its source frame's time (within a tick), and the video
+// and audio last as long as the source's.
+class VariableRate : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(VariableRate, ChunkedRenderKeepsEveryFrameTimeAndTheAudio) {
+  TempDir dir;
+  const std::string source = test::make_vfr_video(dir, std::string(GetParam()) + ".mp4", GetParam(), kW, kH);
+  VideoReader reader(source);
+  const VideoInfo& src = reader.info();
+  ASSERT_TRUE(src.variable_frame_rate);
+  ASSERT_EQ(src.frame_times.size(), src.frame_count);
+  ASSERT_EQ(src.audio.size(), 1u);
+  // The probe's rate is the real average, which fits its own frame count.
+  EXPECT_NEAR(src.frame_rate.to_double(), src.frame_count / src.duration, 1e-6);
+
+  std::vector<std::string> segments;
+  std::vector<double> source_seconds;
+  for (int64_t first = 0; first < src.frame_count; first += 7) {  // 7: chunks straddle the rate changes
+    const int64_t count = std::min<int64_t>(7, src.frame_count - first);
+    EncodeOptions options;
+    options.preset = "veryfast";
+    options.times = src.frame_times.slice(first, count);
+    const std::string path = dir.file("chunk_" + std::to_string(first) + ".mp4");
+    VideoWriter writer(path, reader.frame_size(), src.frame_rate, options);
+    for (const Frame& frame : reader.read_range(first, count)) {
+      writer.write(frame);
+      source_seconds.push_back(frame.seconds);
+    }
+    writer.finish();
+    segments.push_back(path);
+  }
+  ConcatOptions options;
+  options.audio_source = source;
+  options.times = src.frame_times;
+  const std::string output = dir.file("rendered.mp4");
+  const ConcatResult result = concat_segments(segments, output, options);
+  EXPECT_NEAR(result.duration, src.duration, 1e-9);
+
+  const VideoInfo out = probe_video(output);
+  const double tick = std::max(src.time_base.to_double(), out.time_base.to_double());
+  EXPECT_EQ(out.frame_count, src.frame_count);
+  EXPECT_TRUE(out.variable_frame_rate);
+  EXPECT_NEAR(out.duration, src.duration, tick);
+  EXPECT_NEAR(out.frame_rate.to_double(), src.frame_rate.to_double(), 1e-3);
+  VideoReader joined(output);
+  Frame f;
+  while (joined.next(f)) {
+    ASSERT_LT(f.index, static_cast<int64_t>(source_seconds.size()));
+    EXPECT_NEAR(f.seconds, source_seconds[static_cast<size_t>(f.index)], tick) << "frame " << f.index;
+  }
+  ASSERT_EQ(out.audio.size(), 1u);
+  const double audio_frame = 1024.0 / src.audio[0].sample_rate;
+  EXPECT_NEAR(out.audio[0].duration, std::min(src.audio[0].duration, src.duration), audio_frame);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sources, VariableRate, ::testing::Values("dropped", "joined", "jitter"));
+
+TEST(Segments, SegmentsOffTheirFrameTimesAreRefused) {
+  TempDir dir;
+  FrameTimes times;  // 8 frames, every other one 3 ticks long
+  times.time_base = {1, 100};
+  for (int64_t i = 0, t = 0; i < 8; t += i % 2 ? 3 : 1, ++i) times.pts.push_back(t);
+  times.end = times.pts.back() + 3;
+  const auto segment = [&](const std::string& name, int64_t first, int64_t count, const FrameTimes& t) {
+    EncodeOptions options;
+    options.preset = "veryfast";
+    options.times = t.slice(first, count);
+    VideoWriter writer(dir.file(name), {kW, kH}, {50, 1}, options);
+    for (int64_t i = first; i < first + count; ++i) writer.write(coded_frame(i));
+    writer.finish();
+    return dir.file(name);
+  };
+  const std::string a = segment("a.mp4", 0, 4, times), b = segment("b.mp4", 4, 4, times);
+  ConcatOptions options;
+  options.times = times;
+  const ConcatResult ok = concat_segments({a, b}, dir.file("ok.mp4"), options);
+  EXPECT_EQ(ok.frames, 8);
+  EXPECT_NEAR(ok.duration, times.end / 100.0, 1e-9);
+
+  FrameTimes even = FrameTimes::constant({50, 1}, 8);
+  even.time_base = {1, 100};  // frames 1 tick apart
+  const std::string off = segment("off.mp4", 4, 4, even);
+  try {
+    concat_segments({a, off}, dir.file("bad.mp4"), options);
+    FAIL() << "no exception";
+  } catch (const VideoError& e) {
+    EXPECT_NE(std::string(e.what()).find("do not follow the frames' times"), std::string::npos) << e.what();
+  }
+  try {
+    concat_segments({a}, dir.file("short.mp4"), options);
+    FAIL() << "no exception";
+  } catch (const VideoError& e) {
+    EXPECT_NE(std::string(e.what()).find("4 frames, their times 8"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.mp4")));
+}
+
 TEST(Segments, WithoutAudioSourceTheOutputIsSilent) {
   TempDir dir;
   const std::vector<std::string> segments = tile(dir, 40, {25, 1}, coded_frame);

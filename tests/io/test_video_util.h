@@ -100,6 +100,38 @@ inline std::string make_video(const TempDir& dir, const std::string& name, const
   return path;
 }
 
+/// Sources whose frames are not evenly spaced, as phones, screen recorders and
+/// editors make them, each with 44.1 kHz AAC audio, in `dir` under `name`:
+///   "dropped"  30 fps with 3 of every 5 frames dropped (33 and 133 ms apart), 2 s
+///   "joined"   clips of 0.5 s at 10, 25 and 30 fps one after the other
+///   "jitter"   30 fps, each frame up to 10 ms off its slot (1 ms time base), 2 s
+/// Frame sizes are `width` x `height`.
+inline std::string make_vfr_video(const TempDir& dir, const std::string& name, const std::string& kind,
+                                  int width = 96, int height = 64) {
+  const std::string size = std::to_string(width) + "x" + std::to_string(height);
+  const std::string codecs = " -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac '" + dir.file(name) + "'";
+  if (kind == "dropped") {
+    ffmpeg("-f lavfi -i testsrc2=size=" + size + ":rate=30 -f lavfi -i sine -vf \"select='lt(mod(n\\,5)\\,2)'\"" +
+               " -fps_mode vfr -t 2" + codecs,
+           dir);
+  } else if (kind == "joined") {
+    ffmpeg("-f lavfi -i testsrc2=size=" + size + ":rate=10:d=0.5 -f lavfi -i testsrc2=size=" + size +
+               ":rate=25:d=0.5 -f lavfi -i testsrc2=size=" + size +
+               ":rate=30:d=0.5 -f lavfi -i sine=d=1.5 -filter_complex '[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]'" +
+               " -map '[v]' -map 3:a -fps_mode vfr" + codecs,
+           dir);
+  } else if (kind == "jitter") {
+    // The encoder's time base is 1/rate unless -r says otherwise; passthrough keeps every frame as it comes.
+    ffmpeg("-f lavfi -i testsrc2=size=" + size +
+               ":rate=30 -f lavfi -i sine -vf \"settb=1/1000,setpts='(N+0.3*sin(N*7))/30/TB'\"" +
+               " -r 1000 -fps_mode passthrough -t 2" + codecs,
+           dir);
+  } else {
+    throw std::invalid_argument("no variable-rate source '" + kind + "'");
+  }
+  return dir.file(name);
+}
+
 /// `path` decoded by the ffmpeg command to packed RGB24 frames of w x h
 /// (`filters` may turn or scale them), with the same swscale flags as via's reader.
 inline std::vector<io::RgbImage> ffmpeg_decode_rgb(const std::string& path, int w, int h, const TempDir& dir,
