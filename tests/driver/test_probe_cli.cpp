@@ -47,6 +47,9 @@ TEST(ProbeCli, PrintsTheFactsOfATestVideo) {
   EXPECT_EQ(facts["video"]["height"], 120);
   EXPECT_EQ(facts["video"]["rotation"], 0);
   EXPECT_EQ(facts["video"]["frame_rate"], "30000/1001");
+  EXPECT_EQ(facts["video"]["variable_frame_rate"], false);
+  EXPECT_EQ(facts["video"]["sample_aspect_ratio"], "1:1");
+  EXPECT_EQ(facts["video"]["display_aspect_ratio"], "4:3");
   EXPECT_EQ(facts["video"]["time_base"], "1/30000");
   EXPECT_EQ(facts["video"]["frame_count"], 60);
   EXPECT_NEAR(facts["video"]["duration"].get<double>(), 2.002, 1e-9);
@@ -55,6 +58,25 @@ TEST(ProbeCli, PrintsTheFactsOfATestVideo) {
   EXPECT_EQ(facts["audio"][0]["sample_rate"], 44100);
   EXPECT_EQ(facts["audio"][0]["channels"], 1);
   EXPECT_EQ(facts["audio"][0]["mp4_compatible"], true);
+}
+
+TEST(ProbeCli, AVariableRateIsReportedWithItsRealAverage) {
+  TempDir dir;
+  // 24 frames in 1.9 s, 33 and 133 ms apart: the container's guess is 30 fps.
+  const std::string path = make_vfr_video(dir, "dropped.mp4", "dropped");
+  const RunResult text = probe("'" + path + "'", dir);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* fact : {"frame rate:  variable, 240/19 on average (12.632 fps), frames 33.333 to 133.333 ms apart",
+                           "frames:      24 ", "duration:    1.900000 s"}) {
+    EXPECT_NE(text.out.find(fact), std::string::npos) << "missing '" << fact << "' in:\n" << text.out;
+  }
+  const RunResult json = probe("--json '" + path + "'", dir);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const nlohmann::json video = nlohmann::json::parse(json.out)["video"];
+  EXPECT_EQ(video["variable_frame_rate"], true);
+  EXPECT_EQ(video["frame_rate"], "240/19");
+  // The rate fits the frame count and the duration.
+  EXPECT_NEAR(video["fps"].get<double>() * video["duration"].get<double>(), video["frame_count"].get<double>(), 1e-9);
 }
 
 // Exit code 1, nothing on stdout, exactly one line on stderr that names the file.

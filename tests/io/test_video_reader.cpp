@@ -328,6 +328,37 @@ TEST(VideoReader, ResizesWithEachAspectPolicy) {
   EXPECT_THROW(VideoReader(path, half), std::invalid_argument);
 }
 
+TEST(VideoReader, NonSquarePixelsKeepThePicturesShape) {
+  TempDir dir;
+  // PAL 4:3 at 360x288: pixels 16/15 as wide as high, shown at 384x288.
+  const std::string path = dir.file("pal.mp4");
+  test::ffmpeg("-f lavfi -i testsrc2=size=360x288:rate=25 -vf setsar=16/15 -t 0.2 -c:v libx264 -preset ultrafast '" +
+                   path + "'",
+               dir);
+  const VideoInfo info = probe_video(path);
+  EXPECT_EQ(info.sample_aspect, (Rational{16, 15}));
+  EXPECT_EQ(info.upright_size(), (Size{360, 288}));
+  EXPECT_EQ(info.display_size(), (Size{384, 288}));
+  EXPECT_EQ(model_size(info.display_size(), 512), (Size{512, 384}));
+
+  // Unsized: square pixels at the displayed size, as the ffmpeg command scales them.
+  VideoReader shown(path);
+  EXPECT_EQ(shown.frame_size(), (Size{384, 288}));
+  const std::vector<RgbImage> by_ffmpeg = test::ffmpeg_decode_rgb(path, 384, 288, dir, "scale=384:288");
+  ASSERT_FALSE(by_ffmpeg.empty());
+  EXPECT_GT(test::psnr(by_ffmpeg[0], shown.read_frame(0).image), 30.0);
+
+  // 4:3 into 4:3: fit needs no bars.
+  ReaderOptions fit;
+  fit.size = {64, 48};
+  EXPECT_EQ(VideoReader(path, fit).plan().target, (Rect{0, 0, 64, 48}));
+  // A square crop of the 384x288 picture is 288 wide: 270 stored pixels, from 45 (even: 44).
+  ReaderOptions crop;
+  crop.size = {48, 48};
+  crop.resize = ResizeMode::crop;
+  EXPECT_EQ(VideoReader(path, crop).plan().source, (Rect{44, 0, 270, 288}));
+}
+
 // --- Rotation ---------------------------------------------------------------------
 
 RgbImage turn_clockwise(const RgbImage& in) {
