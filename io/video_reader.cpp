@@ -204,6 +204,7 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
 
   AVRational rate = av_guess_frame_rate(fmt, stream, nullptr);
   const double tb = av_q2d(stream->time_base);
+  bool constant_times = true;
   if (!index.counting()) {
     info.start_pts = index.pts.front();
     info.start_time = info.start_pts * tb;
@@ -230,15 +231,16 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
       rate = av_d2q(info.frame_count / info.duration, 1000000);
     }
     // Evenly spaced at `rate`, give or take the time base's rounding (29.97 fps
-    // in 1/15360 alternates 512 and 513 ticks)?
+    // in 1/1000 alternates 33 and 34 ticks)?
+    const double nominal = rate.num > 0 ? 1.0 / (av_q2d(rate) * tb) : 0.0;  // ticks per frame
+    const auto on_grid = [&](int64_t d) { return std::abs(static_cast<double>(d) - nominal) <= 1.0 + 0.005 * nominal; };
     if (n > 1) {
-      const double nominal = rate.num > 0 ? 1.0 / (av_q2d(rate) * tb) : 0.0;  // ticks per frame
       int64_t shortest = INT64_MAX, longest = 0;
       for (int64_t i = 0; i + 1 < n; ++i) {
         const int64_t d = times.duration(i);
         shortest = std::min(shortest, d);
         longest = std::max(longest, d);
-        if (std::abs(static_cast<double>(d) - nominal) > 1.0 + 0.005 * nominal) info.variable_frame_rate = true;
+        if (!on_grid(d)) info.variable_frame_rate = true;
       }
       info.min_frame_interval = shortest * tb;
       info.max_frame_interval = longest * tb;
@@ -246,6 +248,10 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
     if (info.variable_frame_rate) {  // the real average: frames over duration
       av_reduce(&rate.num, &rate.den, n * stream->time_base.den, times.end * stream->time_base.num, INT_MAX);
     }
+    // An output of an evenly spaced video whose last frame lasts one frame too
+    // is written at the exact rate (30000/1001, not the time base's rounding);
+    // any other keeps the stream's own times.
+    constant_times = !info.variable_frame_rate && on_grid(times.duration(n - 1));
   } else {
     if (stream->start_time != AV_NOPTS_VALUE) {
       info.start_pts = stream->start_time;
@@ -260,9 +266,9 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
     throw VideoError("cannot tell the frame rate of '" + path + "'", path);
   }
   info.frame_rate = to_rational(rate);
-  if (index.counting()) {  // no timestamps to keep: evenly spaced at the rate
-    info.frame_times = FrameTimes::constant(info.frame_rate, info.frame_count);
-    if (info.frame_count > 1) info.min_frame_interval = info.max_frame_interval = 1.0 / info.frame_rate.to_double();
+  if (constant_times) info.frame_times = FrameTimes::constant(info.frame_rate, info.frame_count);
+  if (index.counting() && info.frame_count > 1) {  // no timestamps: evenly spaced at the rate
+    info.min_frame_interval = info.max_frame_interval = 1.0 / info.frame_rate.to_double();
   }
   return {std::move(info), std::move(index)};
 }

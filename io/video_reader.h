@@ -67,9 +67,10 @@ struct VideoInfo {
   double min_frame_interval = 0.0;
   double max_frame_interval = 0.0;
   /// When each frame is shown, from frame 0 on: FrameTimes::constant() at
-  /// frame_rate for a constant-rate video, the stream's own timestamps (less
-  /// start_pts) for a variable one. An output of the video is written with
-  /// these times, so its frames, duration and audio sync are the source's.
+  /// frame_rate for a constant-rate video whose last frame lasts one frame too
+  /// (the source's times within their rounding), otherwise the stream's own
+  /// timestamps less start_pts. An output of the video is written with these
+  /// times, so its frames, duration and audio sync are the source's.
   FrameTimes frame_times;
   /// The unit of the stream's timestamps (Frame::pts), e.g. 1/30000.
   Rational time_base;
