@@ -8,26 +8,19 @@
 #include <cmath>
 #include <cstdio>
 
+#include "base/random.h"
+
 namespace via::adapt {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-// splitmix64: a fixed, portable mixer (std:: distributions are not portable
-// across standard libraries, and the tuning set must be reproducible).
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 class Uniform {
  public:
   explicit Uniform(uint64_t state) : state_(state) {}
   /// A double in [lo, hi).
   double operator()(double lo, double hi) {
-    state_ = mix(state_);
+    state_ = random::splitmix64(state_);
     const double u = static_cast<double>(state_ >> 11) * 0x1.0p-53;
     return lo + (hi - lo) * u;
   }
@@ -48,7 +41,7 @@ std::string AffineParams::to_string() const {
 AffineParams sample_affine(uint64_t seed, int64_t index, const AffineLimits& limits) {
   TORCH_CHECK(limits.min_crop > 0 && limits.min_crop <= limits.max_crop && limits.max_crop <= 1.0,
               "augmentation crop range must satisfy 0 < min <= max <= 1");
-  Uniform u(mix(seed) ^ mix(0x5eed0000ULL + static_cast<uint64_t>(index)));
+  Uniform u(random::augment_seed(seed, index));
   AffineParams p;
   p.rotation_deg = u(-limits.max_rotation_deg, limits.max_rotation_deg);
   p.tx = u(-limits.max_translation, limits.max_translation);

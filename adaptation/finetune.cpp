@@ -10,23 +10,15 @@
 #include <stdexcept>
 #include <utility>
 
+#include "base/random.h"
+
 namespace via::adapt {
 
 namespace {
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // The generator of iteration `iteration` of a run seeded with `seed`.
 at::Generator iteration_generator(uint64_t seed, int64_t iteration) {
-  // A domain constant keeps these streams apart from make_noise's (seed, frame, step).
-  uint64_t h = mix64(seed ^ 0x7475'6e65'0000'0000ULL);
-  h = mix64(h ^ static_cast<uint64_t>(iteration));
-  return at::detail::createCPUGenerator(h);
+  return at::detail::createCPUGenerator(random::finetune_seed(seed, iteration));
 }
 
 // The schedule and target the objective needs, read once per run.

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "base/random.h"
 #include "io/checkpoint.h"
 #include "model/adapter.h"
 
@@ -18,13 +19,6 @@ namespace via::adapt {
 namespace {
 
 constexpr std::array<const char*, 4> kProjectionNames{"to_q", "to_k", "to_v", "to_out.0"};
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // (in, out) of each projection of a layer, from its options.
 std::array<std::pair<int64_t, int64_t>, 4> projection_widths(const model::AttentionOptions& o) {
@@ -83,12 +77,8 @@ LoraAdapter::LoraAdapter(const model::UNet2DConditionModelImpl& unet, LoraOption
     for (const auto p : c10::irange(kProjectionNames.size())) {
       if (!wanted[p]) continue;
       const auto [in, out] = layer->widths[p];
-      // One generator per (seed, layer, projection): a matrix does not depend
-      // on which other targets exist.
-      uint64_t h = mix64(options_.seed);
-      h = mix64(h ^ static_cast<uint64_t>(li));
-      h = mix64(h ^ static_cast<uint64_t>(p));
-      at::Generator gen = at::detail::createCPUGenerator(h);
+      at::Generator gen = at::detail::createCPUGenerator(
+          random::lora_init_seed(options_.seed, static_cast<int64_t>(li), static_cast<int64_t>(p)));
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
       at::Tensor a = at::rand({options_.rank, in}, gen, fp32).mul_(2.0 * bound).sub_(bound).to(device);
       layer->a[p] = a.set_requires_grad(true);

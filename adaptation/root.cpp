@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "base/random.h"
 #include "io/image.h"
 
 namespace via::adapt {
@@ -52,7 +53,6 @@ void draw_label(at::Tensor& sheet, const std::string& text, int64_t x0, int64_t 
 
 }  // namespace
 
-uint64_t candidate_seed(uint64_t seed, int64_t k) { return seed + static_cast<uint64_t>(k); }
 
 at::Tensor edit_candidates(const model::InstructPix2Pix& model, const at::Tensor& source,
                            const model::TextEmbeddings& text, const RootSettings& settings) {
@@ -63,8 +63,8 @@ at::Tensor edit_candidates(const model::InstructPix2Pix& model, const at::Tensor
   const at::Tensor latents = model.encode_image(source);
   std::vector<at::Tensor> edits;
   for (int64_t k = 0; k < settings.candidates; ++k) {
-    const uint64_t seed = candidate_seed(settings.seed, k);
-    const at::Tensor noise = model::make_noise(latents.sizes(), seed, settings.frame, -1);
+    const uint64_t seed = random::candidate_seed(settings.seed, k);
+    const at::Tensor noise = model::make_noise(latents.sizes(), seed, settings.frame, random::kInitialNoiseStep);
     const at::Tensor out = model.denoise(latents, text, noise, settings.denoise, nullptr, settings.on_step,
                                          model::frame_noise(seed, {settings.frame}));
     edits.push_back(model.decode(out).to(at::kCPU));
@@ -107,7 +107,7 @@ RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, con
     pair.index = medoid_index(pair.scores);
     pair.automatic = true;
   }
-  pair.seed = candidate_seed(settings.seed, pair.index);
+  pair.seed = random::candidate_seed(settings.seed, pair.index);
   pair.source = source;
   pair.edit = candidates.narrow(0, pair.index, 1);
   return pair;

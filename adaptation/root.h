@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "base/random.h"
 #include "model/pipeline.h"
 
 namespace via::adapt {
@@ -38,8 +39,8 @@ struct RootSettings {
   model::StepHook on_step;  ///< runs after every denoising step of every candidate (a stop check)
 };
 
-/// The seed candidate k is edited with: seed + k (wrapping).
-uint64_t candidate_seed(uint64_t seed, int64_t k);
+/// The seed candidate k is edited with: seed + k (wrapping; base/random.h).
+using random::candidate_seed;
 
 /// The root frame `source` ([1, 3, H, W] in [0, 1]) edited with each of the
 /// K candidate seeds, one edit at a time (so candidate k does not depend on

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/random.h"
+
 namespace via::comm {
 
 const char* op_name(Op op) {
@@ -75,8 +77,7 @@ std::string layout_of(const std::vector<at::Tensor>& tensors) {
 void Communicator::verify_layout(Communicator& host, const std::vector<at::Tensor>& tensors, int root) const {
   const std::string layout = layout_of(tensors);
   const std::string signature = "root " + std::to_string(root) + ": " + layout;
-  uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a
-  for (unsigned char c : signature) hash = (hash ^ c) * 0x100000001b3ULL;
+  const uint64_t hash = random::fnv1a(signature);
   const std::vector<std::string> all = host.all_gather(std::string(reinterpret_cast<const char*>(&hash), sizeof hash));
   std::string differing;
   for (size_t r = 1; r < all.size(); ++r)

@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "base/posix.h"
 #include "io/hdf5.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -182,14 +183,11 @@ const char* attribute_type_name(const Attribute& a) {
 // fsync()s a file or directory so a crash after rename() cannot leave a
 // complete-looking name over missing data.
 void sync_path(const std::string& p, bool directory, const std::string& path) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) throw CheckpointError(path, "opening " + p + " to sync it: " + std::strerror(errno));
-  const int r = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
+  const Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0)));
+  if (!fd.valid()) throw CheckpointError(path, "opening " + p + " to sync it: " + errno_text());
   // Some file systems cannot sync a directory (EINVAL); the data itself is synced.
-  if (r != 0 && !(directory && err == EINVAL))
-    throw CheckpointError(path, "syncing " + p + ": " + std::strerror(err));
+  if (::fsync(fd.get()) != 0 && !(directory && errno == EINVAL))
+    throw CheckpointError(path, "syncing " + p + ": " + errno_text());
 }
 
 std::string parent_directory(const std::string& p) {
@@ -352,11 +350,8 @@ struct CheckpointWriter::State {
     void* handle = nullptr;
     if (file && H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) >= 0 && handle) {
       const int fd = *static_cast<int*>(handle);
-      const int sink = ::memfd_create("via-abandoned-checkpoint", MFD_CLOEXEC);
-      if (sink >= 0) {
-        ::dup2(sink, fd);
-        ::close(sink);
-      }
+      const Fd sink(::memfd_create("via-abandoned-checkpoint", MFD_CLOEXEC));
+      if (sink.valid()) ::dup2(sink.get(), fd);
     }
     close_all();
     if (!committed) ::unlink(tmp.c_str());

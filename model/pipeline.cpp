@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "base/random.h"
 #include "model/json_file.h"
 #include "model/pipeline_text.h"
 #include "model/safetensors.h"  // ModelError
@@ -21,14 +22,6 @@
 namespace via::model {
 namespace fs = std::filesystem;
 namespace {
-
-// splitmix64's finaliser (Steele et al. 2014): a bijective 64-bit mix.
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 std::string describe_dtype(at::ScalarType t) { return c10::toString(t); }
 
@@ -76,12 +69,7 @@ at::Tensor combine_guidance(const at::Tensor& text_image, const at::Tensor& imag
 }
 
 at::Tensor make_noise(at::IntArrayRef shape, uint64_t seed, int64_t frame, int64_t step) {
-  // Each number passes through the mix before the next is added, so (seed,
-  // frame, step) triples that differ anywhere give unrelated streams.
-  uint64_t h = mix64(seed);
-  h = mix64(h ^ static_cast<uint64_t>(frame));
-  h = mix64(h ^ static_cast<uint64_t>(step));
-  at::Generator gen = at::detail::createCPUGenerator(h);
+  at::Generator gen = at::detail::createCPUGenerator(random::noise_seed(seed, frame, step));
   return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
 }
 

@@ -68,10 +68,10 @@ at::Tensor combine_guidance(const at::Tensor& text_image, const at::Tensor& imag
                             double text_guidance, double image_guidance);
 
 /// Deterministic unit-normal noise (fp32, CPU) of `shape` for (seed, frame,
-/// step): a CPU generator seeded with a hash of the three numbers, so the
-/// draw never depends on call order, thread or process. By convention step
-/// -1 is the initial latent noise and step i >= 0 the ancestral noise of
-/// denoising step i.
+/// step): a CPU generator seeded with random::noise_seed (base/random.h),
+/// so the draw never depends on call order, thread or process. Step -1 is
+/// the initial latent noise, step i >= 0 the ancestral noise of denoising
+/// step i (base/random.h names every stream).
 at::Tensor make_noise(at::IntArrayRef shape, uint64_t seed, int64_t frame, int64_t step);
 
 /// A NoiseFn for a batch of frames: row k of the batch gets

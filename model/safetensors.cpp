@@ -17,6 +17,8 @@
 #include <limits>
 #include <utility>
 
+#include "base/posix.h"
+
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors data is little-endian; this reader maps it without byte swapping");
 
@@ -49,23 +51,6 @@ std::string dtype_name(at::ScalarType type, const std::string& where) {
   throw ModelError(where + ": dtype " + std::string(c10::toString(type)) + " cannot be stored in safetensors");
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-// Owns an open file descriptor.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Multiplies without overflow; false when the product does not fit.
 bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) {
   if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) return false;
@@ -91,8 +76,8 @@ struct SafeTensorsFile::Mapping {
 };
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw ModelError(path + ": cannot open safetensors file (" + errno_text() + ")");
+  const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) throw ModelError(path + ": cannot open safetensors file (" + errno_text() + ")");
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) throw ModelError(path + ": cannot stat (" + errno_text() + ")");
   if (!S_ISREG(st.st_mode)) throw ModelError(path + ": not a regular file");

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/posix.h"
 #include "slurm/errors.h"
 
 extern char** environ;
@@ -16,53 +17,13 @@ extern char** environ;
 namespace via::slurm {
 namespace {
 
-/// Checks a POSIX call that returns -1 and sets errno on failure; throws
-/// SlurmError with `context` (evaluated only then) and strerror's text.
-#define VIA_SYS_CHECK(call, context)                                                              \
-  ([&]() {                                                                                        \
-    auto via_sys_result_ = (call);                                                                \
-    if (via_sys_result_ == -1) throw SlurmError(std::string(context) + ": " + std::strerror(errno)); \
-    return via_sys_result_;                                                                       \
-  }())
-
-/// Owns one file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = other.release();
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 struct Pipe {
   Fd read, write;
 };
 
 Pipe make_pipe(const std::string& program) {
   int fds[2];
-  VIA_SYS_CHECK(::pipe2(fds, O_CLOEXEC), "cannot run " + program + ": pipe");
+  VIA_SYS_CHECK(SlurmError, ::pipe2(fds, O_CLOEXEC), "cannot run " + program + ": pipe");
   return {Fd(fds[0]), Fd(fds[1])};
 }
 
