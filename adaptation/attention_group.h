@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "adaptation/modes.h"
 #include "model/attention_control.h"
 
 namespace via::adapt {
@@ -51,9 +52,6 @@ class AttentionGroup {
   Entry& find(const std::string& layer, int64_t step) const;
   mutable std::map<Key, Entry> entries_;  // mutable: get() concatenates lazily
 };
-
-/// Which layers a control acts on.
-enum class LayerSet { Self, Cross, Both };
 
 /// Gather (rank 0): the `key_index`-th key frame is edited attending to the
 /// K/V of key frames 0..key_index-1 from the group (key frame 0 to its own),

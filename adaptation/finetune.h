@@ -34,6 +34,7 @@
 
 #include "adaptation/augment.h"
 #include "adaptation/lora.h"
+#include "adaptation/modes.h"
 #include "model/pipeline.h"
 
 namespace via::adapt {
@@ -51,16 +52,6 @@ struct TuningPair {
 /// Throws std::invalid_argument for mismatched shapes or count < 1.
 std::vector<TuningPair> make_tuning_set(const at::Tensor& source, const at::Tensor& edit, int64_t count,
                                         uint64_t seed, const AffineLimits& limits = {});
-
-/// What fine-tuning trains.
-enum class FinetuneMode {
-  Lora,  ///< a LoraAdapter on the attention projections; base weights frozen
-  Full,  ///< every UNet parameter (the "adapter" is then the whole UNet state)
-  Off,   ///< no fine-tuning
-};
-/// "lora" | "full" | "off"; anything else throws std::invalid_argument naming it.
-FinetuneMode finetune_mode_from_name(const std::string& name);
-std::string finetune_mode_name(FinetuneMode mode);
 
 /// Settings of one fine-tuning run. Defaults follow the reference training
 /// script (AdamW betas 0.9 / 0.999, eps 1e-8, weight decay 1e-2, gradient

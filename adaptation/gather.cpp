@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "base/random.h"
+
 namespace via::adapt {
 namespace {
 
@@ -18,7 +20,7 @@ model::AttentionControl* wrapped(const ControlWrapper& wrap, model::AttentionCon
 }
 
 at::Tensor initial_noise(const at::Tensor& latents, uint64_t seed, int64_t frame) {
-  return model::make_noise(latents.sizes(), seed, frame, -1);
+  return model::make_noise(latents.sizes(), seed, frame, random::kInitialNoiseStep);
 }
 
 }  // namespace
@@ -44,6 +46,15 @@ LayerSet layer_set_from_name(const std::string& name) {
   if (name == "cross") return LayerSet::Cross;
   if (name == "both") return LayerSet::Both;
   throw std::invalid_argument("unknown attention layer set '" + name + "' (expected self, cross or both)");
+}
+
+std::string layer_set_name(LayerSet layers) {
+  switch (layers) {
+    case LayerSet::Self: return "self";
+    case LayerSet::Cross: return "cross";
+    case LayerSet::Both: return "both";
+  }
+  return "?";
 }
 
 std::vector<int64_t> key_frame_indices(int64_t num_frames, int64_t group_size, int64_t first) {

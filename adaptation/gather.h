@@ -17,21 +17,10 @@
 #include <vector>
 
 #include "adaptation/attention_group.h"
+#include "adaptation/modes.h"
 #include "model/pipeline.h"
 
 namespace via::adapt {
-
-/// How each frame attends: `own` (plain frame-by-frame editing), `anchor`
-/// (the key frames' K/V plus its own, as in Fairy), `gather-swap` (Via:
-/// the key frames' K/V instead of its own).
-enum class AttentionMode { Own, Anchor, GatherSwap };
-
-/// "own" | "anchor" | "gather-swap"; anything else throws std::invalid_argument
-/// naming the accepted values.
-AttentionMode attention_mode_from_name(const std::string& name);
-std::string attention_mode_name(AttentionMode mode);
-/// "self" | "cross" | "both".
-LayerSet layer_set_from_name(const std::string& name);
 
 /// The settings shared by the gather and every frame's swap edit; they must be
 /// the same for both (the group is recorded per step and branch).

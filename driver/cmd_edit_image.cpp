@@ -17,6 +17,7 @@
 #include "driver/options.h"
 #include "io/image.h"
 #include "io/resize.h"
+#include "model/dtype.h"
 #include "model/pipeline.h"
 #include "model/safetensors.h"
 
@@ -52,9 +53,7 @@ SizeArg parse_size(const std::string& text) {
 }
 
 at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "fp32") return at::kFloat;
-  if (name == "bf16") return at::kBFloat16;
-  if (name == "fp16") return at::kHalf;
+  if (const auto dtype = model::compute_dtype_from_name(name)) return *dtype;
   throw UsageError("--dtype '" + name + "' is not one of fp32, bf16, fp16");
 }
 

@@ -96,15 +96,16 @@ SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j, const std::s
 SchedulerConfig SchedulerConfig::from_file(const std::string& path) { return from_json(read_json_file(path), path); }
 
 SchedulerKind scheduler_kind_from_name(const std::string& name) {
-  if (name == "euler_a") return SchedulerKind::EulerAncestral;
-  if (name == "euler") return SchedulerKind::Euler;
-  if (name == "ddim") return SchedulerKind::Ddim;
-  if (name == "dpmpp_2m") return SchedulerKind::DpmSolver;
-  if (name == "dpmpp_2m_karras") return SchedulerKind::DpmSolverKarras;
+  for (const SchedulerKind kind : kSchedulerKinds)
+    if (scheduler_name(kind) == name) return kind;
   throw ModelError("unsupported scheduler '" + name + "' (supported: " + supported_scheduler_names() + ")");
 }
 
-std::string supported_scheduler_names() { return "euler_a, euler, ddim, dpmpp_2m, dpmpp_2m_karras"; }
+std::string supported_scheduler_names() {
+  std::string names;
+  for (const SchedulerKind kind : kSchedulerKinds) names += (names.empty() ? "" : ", ") + scheduler_name(kind);
+  return names;
+}
 
 std::string supported_scheduler_classes() {
   return std::string(kEulerAncestralClass) + ", " + kEulerClass + ", " + kDdimClass + ", " + kDpmSolverClass;

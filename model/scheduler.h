@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/scheduler_kind.h"
+
 namespace via::model {
 
 /// The scheduler settings of scheduler_config.json. Keys missing from the
@@ -73,17 +75,6 @@ struct SchedulerConfig {
   std::string where() const { return source.empty() ? "scheduler config" : source; }
 };
 
-/// DpmSolver: DPM-Solver++ (2M by default) with the config's sigmas;
-/// DpmSolverKarras: the same with Karras sigmas whatever the config says.
-enum class SchedulerKind { EulerAncestral, Euler, Ddim, DpmSolver, DpmSolverKarras };
-
-/// "euler_a" | "euler" | "ddim" | "dpmpp_2m" | "dpmpp_2m_karras" -> kind;
-/// anything else throws ModelError naming it and the supported names.
-SchedulerKind scheduler_kind_from_name(const std::string& name);
-/// The command-line name of a kind ("euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras").
-std::string scheduler_name(SchedulerKind kind);
-/// "euler_a, euler, ddim, dpmpp_2m, dpmpp_2m_karras": for messages.
-std::string supported_scheduler_names();
 /// The kind a reference class name stands for ("EulerAncestralDiscreteScheduler",
 /// "EulerDiscreteScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler"),
 /// or nullopt for other classes.

@@ -152,10 +152,7 @@ at::Tensor CLIPTextModelImpl::forward(const at::Tensor& input_ids) {
 }
 
 CLIPTextModel load_clip_text_model(const std::string& text_encoder_dir, at::ScalarType dtype, at::Device device) {
-#if TORCH_VERSION_MAJOR < 2
-  if (dtype == at::kHalf && device.is_cpu())
-    throw ModelError(text_encoder_dir + ": fp16 on CPU is not supported by this libtorch (use fp32 or bf16)");
-#endif
+  component_load_options(text_encoder_dir, dtype, device);  // its checks
   const CLIPTextConfig config =
       CLIPTextConfig::from_file((std::filesystem::path(text_encoder_dir) / "config.json").string());
   return load_clip_text_model(config, find_weight_files(text_encoder_dir), dtype, device);

@@ -4,7 +4,6 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/version.h>
 
 #include <cmath>
 #include <utility>
@@ -300,14 +299,8 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, double ti
 }
 
 UNet2DConditionModel load_unet(const std::string& dir, at::ScalarType dtype, c10::Device device) {
-#if TORCH_VERSION_MAJOR < 2
-  if (dtype == at::kHalf && device.is_cpu())
-    throw ModelError(dir + ": fp16 is not available on the CPU with this libtorch; use bf16 or fp32");
-#endif
+  const WeightLoadOptions options = component_load_options(dir, dtype, device);
   const UNetConfig config = UNetConfig::from_file(dir + "/config.json");
-  WeightLoadOptions options;
-  options.dtype = dtype;
-  options.device = device;
   return load_unet(config, find_weight_files(dir), options);
 }
 

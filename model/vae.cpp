@@ -4,7 +4,6 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/version.h>
 
 #include "model/json_file.h"
 #include "model/safetensors.h"  // ModelError
@@ -202,14 +201,8 @@ at::Tensor AutoencoderKLImpl::decode(const at::Tensor& latents) {
 }
 
 AutoencoderKL load_vae(const std::string& dir, at::ScalarType dtype, c10::Device device) {
-#if TORCH_VERSION_MAJOR < 2
-  if (dtype == at::kHalf && device.is_cpu())
-    throw ModelError(dir + ": fp16 is not available on the CPU with this libtorch; use bf16 or fp32");
-#endif
+  WeightLoadOptions options = component_load_options(dir, dtype, device);
   const VaeConfig config = VaeConfig::from_file(dir + "/config.json");
-  WeightLoadOptions options;
-  options.dtype = dtype;
-  options.device = device;
   options.rename = [](const std::string& name) { return std::optional<std::string>(legacy_vae_name(name)); };
   return load_vae(config, find_weight_files(dir), options);
 }

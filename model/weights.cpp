@@ -7,6 +7,7 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <c10/core/DefaultDtype.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -216,6 +217,17 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
       }
     }
   }
+}
+
+WeightLoadOptions component_load_options(const std::string& dir, at::ScalarType dtype, c10::Device device) {
+#if TORCH_VERSION_MAJOR < 2
+  if (dtype == at::kHalf && device.is_cpu())
+    throw ModelError(dir + ": fp16 is not available on the CPU with this libtorch; use bf16 or fp32");
+#endif
+  WeightLoadOptions options;
+  options.dtype = dtype;
+  options.device = device;
+  return options;
 }
 
 void load_component_weights(torch::nn::Module& module, const std::string& component_dir,

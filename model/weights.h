@@ -66,6 +66,11 @@ void load_weights(torch::nn::Module& module, const std::vector<std::string>& fil
 void check_weights(const torch::nn::Module& module, const std::vector<std::string>& files,
                    const WeightLoadOptions& options = {});
 
+/// The options for loading the component folder `dir` (config.json and
+/// weights) in `dtype` on `device`: the one check every component loader
+/// makes first (fp16 on the CPU, where this libtorch lacks it: ModelError).
+WeightLoadOptions component_load_options(const std::string& dir, at::ScalarType dtype, c10::Device device);
+
 /// find_weight_files(component_dir) followed by load_weights.
 void load_component_weights(torch::nn::Module& module, const std::string& component_dir,
                             const WeightLoadOptions& options = {});
