@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "driver/options.h"
-#include "rank/progress.h"
+#include "rank/status.h"
 
 namespace via::driver {
 

@@ -86,19 +86,17 @@ std::string this_executable() {
 void check_render(const RenderCommand& cmd, const std::string& where) {
   const rank::RenderSettings& s = cmd.settings;
   if (!fs::is_regular_file(s.input)) throw UsageError(where + "input " + s.input + " does not exist");
-  // A diffusers folder or a single-file checkpoint (model/single_file.h).
-  if (!fs::exists(s.model)) throw UsageError(where + "model " + s.model + " does not exist");
-  const fs::path output_dir = fs::path(s.output).parent_path();
-  if (!fs::is_directory(output_dir))
-    throw UsageError(where + "the output's directory " + output_dir.string() + " does not exist");
+  try {
+    rank::check_model_and_output(s);
+  } catch (const rank::SettingsError& e) {
+    throw UsageError(where + e.what());
+  }
   rank::RenderSettings existing;
   if (rank::read_settings(rank::WorkDir{cmd.workdir}, &existing)) {
-    const std::string key = existing.first_difference(s);
-    if (!key.empty()) {
-      throw UsageError(where + "work directory " + cmd.workdir + " was made with other settings: " + rank::flag_of(key) + " is " +
-                       existing.hashed().at(key).dump() + " there, " + s.hashed().at(key).dump() +
-                       " here; use the same settings, or choose another --workdir");
-    }
+    const std::string difference = existing.difference_from(s);
+    if (!difference.empty())
+      throw UsageError(where + "work directory " + cmd.workdir + " was made with other settings: " + difference +
+                       "; use the same settings, or choose another --workdir");
   }
 }
 

@@ -1,6 +1,9 @@
 #include "driver/render_options.h"
 
+#include <boost/make_shared.hpp>
 #include <filesystem>
+#include <type_traits>
+#include <variant>
 
 namespace via::driver {
 namespace {
@@ -9,54 +12,58 @@ std::string absolute(const std::string& path) {
   return path.empty() ? path : std::filesystem::absolute(path).lexically_normal().string();
 }
 
+// The option of one setting, bound to cmd's member: its current value is the
+// default shown (and kept when the flag is not given).
+po::value_semantic* setting_value(const rank::SettingField& f, rank::RenderSettings& s) {
+  const auto bound = [&f](auto* typed, bool has_default, const auto& current) -> po::value_semantic* {
+    if (f.required) return typed->required();
+    return has_default ? typed->default_value(current) : typed;
+  };
+  return std::visit(
+      [&](auto member) -> po::value_semantic* {
+        using M = decltype(member);
+        if constexpr (std::is_same_v<M, rank::SettingField::Named>) {
+          // Parsed here, once: the flag's text becomes the enum.
+          auto* typed = po::value<std::string>()->notifier([&f, &s](const std::string& text) {
+            try {
+              f.set(s, text);
+            } catch (const rank::SettingsError& e) {
+              throw po::error(e.what());
+            }
+          });
+          return bound(typed, true, f.get(s).template get<std::string>());
+        } else {
+          auto& value = s.*member;
+          if constexpr (std::is_same_v<std::decay_t<decltype(value)>, std::string>)
+            return bound(po::value(&value), !value.empty(), value);
+          else
+            return bound(po::value(&value), true, value);
+        }
+      },
+      f.binding);
+}
+
 }  // namespace
 
 po::options_description render_options(RenderCommand& cmd) {
-  rank::RenderSettings& s = cmd.settings;
-  po::options_description io_opts("input and output");
-  io_opts.add_options()
-      ("input", po::value(&s.input)->required(), "source video")
-      ("output", po::value(&s.output)->required(), "edited video (MP4)")
-      ("model", po::value(&s.model)->required(), "InstructPix2Pix model: a diffusers folder or an original-layout .safetensors/.ckpt file")
-      ("instruction", po::value(&s.instruction)->required(), "the edit, in plain language")
+  // One help section per group, in the table's order.
+  std::vector<std::pair<std::string, po::options_description>> groups;
+  const auto group = [&groups](const std::string& title) -> po::options_description& {
+    for (auto& [name, g] : groups)
+      if (name == title) return g;
+    return groups.emplace_back(title, po::options_description(title)).second;
+  };
+  for (const rank::SettingField& f : rank::settings_table()) {
+    std::string name = rank::flag_of(f.key).substr(2);
+    group(f.group).add(boost::make_shared<po::option_description>(name.c_str(), setting_value(f, cmd.settings),
+                                                                   f.help.c_str()));
+  }
+  group("input and output").add_options()
       ("workdir", po::value(&cmd.workdir)->required(), "work directory: settings, adaptation, checkpoints, segments")
       ("resume", po::bool_switch(&cmd.resume), "continue the render in --workdir (starts one if it is empty)")
-      ("mask", po::value(&s.mask), "edit only inside a mask: images pattern (masks/%05d.png), mask video or one image")
-      ("long-side", po::value(&s.long_side)->default_value(s.long_side), "model size: the longer side (multiple of 8)")
-      ("resize", po::value(&s.resize)->default_value(s.resize), "aspect policy: fit | crop | stretch")
-      ("crf", po::value(&s.crf)->default_value(s.crf), "H.264 quality (0-51, lower is better)")
-      ("preset", po::value(&s.preset)->default_value(s.preset), "x264 preset")
-      ("chunk-frames", po::value(&s.chunk_frames)->default_value(s.chunk_frames), "frames per chunk (unit of work and checkpoint)")
       ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "CPU threads per rank (0: this machine's cores shared by its ranks)");
-  po::options_description edit("editing");
-  edit.add_options()
-      ("steps", po::value(&s.steps)->default_value(s.steps), "denoising steps")
-      ("scheduler", po::value(&s.scheduler)->default_value(s.scheduler), "auto (the model's own) | euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_karras")
-      ("text-guidance", po::value(&s.text_guidance)->default_value(s.text_guidance), "s_T")
-      ("image-guidance", po::value(&s.image_guidance)->default_value(s.image_guidance), "s_I")
-      ("seed", po::value(&s.seed)->default_value(s.seed), "seed of every random draw")
-      ("dtype", po::value(&s.dtype)->default_value(s.dtype), "auto | fp32 | bf16 | fp16");
-  po::options_description adapt_opts("test-time editing adaptation");
-  adapt_opts.add_options()
-      ("root-frame", po::value(&s.root_frame)->default_value(s.root_frame), "root frame (-1: drawn from the seed)")
-      ("candidates", po::value(&s.candidates)->default_value(s.candidates), "candidate edits of the root frame")
-      ("root-seed", po::value(&s.root_seed)->default_value(s.root_seed), "the chosen candidate (-1: automatic, the medoid)")
-      ("augment", po::value(&s.augment)->default_value(s.augment), "tuning pairs (random affine copies)")
-      ("finetune", po::value(&s.finetune)->default_value(s.finetune), "lora | full | off")
-      ("lora-rank", po::value(&s.lora_rank)->default_value(s.lora_rank), "LoRA rank")
-      ("learning-rate", po::value(&s.learning_rate)->default_value(s.learning_rate), "fine-tuning learning rate")
-      ("finetune-steps", po::value(&s.finetune_steps)->default_value(s.finetune_steps), "fine-tuning steps")
-      ("condition-dropout", po::value(&s.condition_dropout)->default_value(s.condition_dropout), "conditioning dropout");
-  po::options_description attn("spatiotemporal attention adaptation");
-  attn.add_options()
-      ("attention", po::value(&s.attention)->default_value(s.attention), "gather-swap | anchor | own")
-      ("group-size", po::value(&s.group_size)->default_value(s.group_size), "key frames in the attention group")
-      ("swap-steps", po::value(&s.swap_steps)->default_value(s.swap_steps), "swap during the first N steps (-1: all)")
-      ("swap-layers", po::value(&s.swap_layers)->default_value(s.swap_layers), "self | cross | both")
-      ("noise", po::value(&s.noise)->default_value(s.noise), "per-frame | shared (one noise for every frame: a baseline)")
-      ("mask-feather", po::value(&s.mask_feather)->default_value(s.mask_feather), "mask edge blur (latent pixels)");
   po::options_description all("render options");
-  all.add(io_opts).add(edit).add(adapt_opts).add(attn);
+  for (const auto& [name, g] : groups) all.add(g);
   return all;
 }
 

@@ -17,7 +17,8 @@ struct RenderCommand {
   bool resume = false;  // continue the render in workdir
 };
 
-/// The options of `via render`, bound to `cmd` (defaults from it).
+/// The options of `via render`, bound to `cmd` (defaults from it): one per
+/// row of rank::settings_table(), plus --workdir, --resume and --threads.
 po::options_description render_options(RenderCommand& cmd);
 
 /// After parsing: validates the settings (UsageError naming the setting) and

@@ -1,11 +1,8 @@
 #include "rank/job.h"
 
-#include <unistd.h>
-
 #include <csignal>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 
@@ -13,8 +10,6 @@
 #include "rank/progress.h"
 #include "rank/stop.h"
 #include "rank/workdir.h"
-
-namespace fs = std::filesystem;
 
 namespace via::rank {
 namespace {
@@ -49,6 +44,7 @@ struct Outcome {
   std::string kind = "ok";
   std::string message;
   int signal = 0;
+  int rank = -1;  // the rank it is from, when messages must name it
   nlohmann::json to_json() const { return {{"kind", kind}, {"message", message}, {"signal", signal}}; }
   static Outcome from_json(const nlohmann::json& j) {
     return {j.value("kind", "error"), j.value("message", ""), j.value("signal", 0)};
@@ -61,28 +57,9 @@ Outcome attempt(F&& work) {
     work();
     return {};
   } catch (const Stopped& s) {
-    return {"stopped", s.what(), s.signal()};
+    return {"stopped", s.what(), s.signal(), -1};
   } catch (const std::exception& e) {
-    return {"error", e.what(), 0};
-  }
-}
-
-// Every rank learns whether any failed; the first failure is thrown (rank 0:
-// with its message, naming the rank; others: ReportedElsewhere).
-void agree(comm::Communicator& comm, const Outcome& mine, const std::string& what) {
-  std::vector<std::string> all;
-  {
-    IdleScope idle;
-    all = comm.all_gather(mine.to_json().dump());
-  }
-  for (size_t r = 0; r < all.size(); ++r) {
-    const Outcome o = Outcome::from_json(nlohmann::json::parse(all[r]));
-    if (o.kind == "ok") continue;
-    if (o.kind == "stopped") throw Stopped(o.signal);
-    const std::string message =
-        (all.size() > 1 ? "rank " + std::to_string(r) + ": " : "") + what + ": " + o.message;
-    if (comm.rank() == 0) throw std::runtime_error(message);
-    throw ReportedElsewhere(message);
+    return {"error", e.what(), 0, -1};
   }
 }
 
@@ -152,154 +129,183 @@ void report_timings(const WorkDir& dir, const std::vector<StageTimes>& ranks, do
   console.log("time per stage, all ranks: " + stages);
 }
 
-// The output must be a new or regular file, not the input, in a writable folder.
-void check_output_path(const RenderSettings& settings) {
-  const fs::path out = fs::absolute(settings.output);
-  std::error_code ec;
-  if (fs::exists(out, ec) && fs::equivalent(out, settings.input, ec))
-    throw std::runtime_error("--output " + settings.output + " is the input video; choose another file");
-  if (fs::is_directory(out, ec))
-    throw std::runtime_error("--output " + settings.output + " is a directory; give a file name (e.g. edited.mp4)");
-  const fs::path folder = out.parent_path();
-  if (!fs::is_directory(folder, ec))
-    throw std::runtime_error("cannot write the output " + settings.output + ": " + folder.string() +
-                             " is not a directory");
-  if (::access(folder.c_str(), W_OK) != 0)
-    throw std::runtime_error("cannot write the output " + settings.output + ": " + folder.string() + " is not writable");
+// The one place every rank learns a phase's outcome and acts on it together:
+// on a stop every rank throws Stopped, on a failure every rank throws (rank
+// 0 the message, prefixed with `what`; the others ReportedElsewhere).
+void act_together(const Outcome& o, const std::string& what, bool root) {
+  if (o.kind == "ok") return;
+  if (o.kind == "stopped") throw Stopped(o.signal);
+  const std::string message = (o.rank >= 0 ? "rank " + std::to_string(o.rank) + ": " : "") +
+                              (what.empty() ? "" : what + ": ") + o.message;
+  if (root) throw std::runtime_error(message);
+  throw ReportedElsewhere(message);
 }
 
-}  // namespace
+// Rank 0's outcome, on every rank.
+Outcome root_outcome(comm::Communicator& comm, const Outcome& mine) {
+  return Outcome::from_json(nlohmann::json::parse(comm::broadcast_string(comm, mine.to_json().dump(), 0)));
+}
 
-int run_render_job(const RenderSettings& settings, const std::string& workdir, const JobOptions& options,
-                   comm::Communicator& comm) {
-  const auto started = std::chrono::steady_clock::now();
-  const int rank = comm.rank();
-  const bool root = rank == 0;
-  const WorkDir dir{workdir};
-  Console console;
-  const LogFn log = [&console](const std::string& line) { console.log(line); };
+// The first rank's failure or stop (naming the rank when there are several), on every rank.
+Outcome first_failure(comm::Communicator& comm, const Outcome& mine) {
+  std::vector<std::string> all;
+  {
+    IdleScope idle;
+    all = comm.all_gather(mine.to_json().dump());
+  }
+  for (size_t r = 0; r < all.size(); ++r) {
+    Outcome o = Outcome::from_json(nlohmann::json::parse(all[r]));
+    if (o.kind == "ok") continue;
+    if (all.size() > 1) o.rank = static_cast<int>(r);
+    return o;
+  }
+  return {};
+}
+
+// One render on every rank of a communicator; its phases in order.
+class RenderJob {
+ public:
+  RenderJob(const RenderSettings& settings, const std::string& workdir, const JobOptions& options,
+            comm::Communicator& comm)
+      : settings_(settings), workdir_(workdir), dir_{workdir}, options_(options), comm_(comm),
+        rank_(comm.rank()), root_(rank_ == 0) {}
+
+  int run() {
+    prepare();
+    if (root_) log((resumed_ ? "resuming in " : "work directory ") + dir_.root);
+    // A failure or stop from here on is recorded in attempts.jsonl for `via status`.
+    std::unique_ptr<LastWords> last_words;
+    if (root_)
+      last_words = std::make_unique<LastWords>([this](int signal) { record_attempt_end(dir_, Stopped(signal).what()); });
+    try {
+      load();
+      adapt_and_broadcast();
+      render();
+      return finish();
+    } catch (const Stopped& s) {
+      reporter_.reset();  // its last line comes before the outcome's
+      if (root_) {
+        record_attempt_end(dir_, s.what());
+        log(std::string(s.what()) + "; finished work is kept; run the same command with --resume to continue");
+      }
+      return s.exit_code();
+    } catch (const ReportedElsewhere&) {
+      reporter_.reset();
+      throw;
+    } catch (const std::exception& e) {
+      reporter_.reset();
+      if (root_) record_attempt_end(dir_, "failed", e.what());
+      throw;
+    }
+  }
+
+ private:
+  void log(const std::string& line) { console_.log(line); }
 
   // 1. Rank 0 takes the work directory (lock, settings check, leftovers) and
   //    the video's facts; nobody else touches the directory before.
-  std::unique_ptr<WorkDirLock> lock;
-  ChunkPlan plan;
-  bool resumed = false;  // rank 0: the directory already held this render
-  {
+  void prepare() {
     Outcome checked;
-    if (root) {
+    if (root_) {
       checked = attempt([&] {
         // What can be checked without compute is checked before the work
         // directory is written, so that the corrected command can use it.
-        const io::VideoInfo video = io::probe_video(settings.input);
-        if (video.frame_count < 1) throw std::runtime_error(settings.input + ": the video has no frames");
-        check_output_path(settings);
-        std::error_code ec;
-        if (!fs::exists(settings.model, ec)) throw std::runtime_error("model " + settings.model + " does not exist");
-        lock = std::make_unique<WorkDirLock>(dir);
-        resumed = prepare_workdir(dir, settings, options.resume);
-        plan = {video.frame_count, settings.chunk_frames};
-        write_plan(dir, plan);
-        record_attempt_start(dir, comm.size(), options.resume);
+        const io::VideoInfo video = io::probe_video(settings_.input);
+        if (video.frame_count < 1) throw std::runtime_error(settings_.input + ": the video has no frames");
+        check_model_and_output(settings_);
+        lock_ = std::make_unique<WorkDirLock>(dir_);
+        resumed_ = prepare_workdir(dir_, settings_, options_.resume);
+        plan_ = {video.frame_count, settings_.chunk_frames};
+        write_plan(dir_, plan_);
+        record_attempt_start(dir_, comm_.size(), options_.resume);
       });
     }
-    const std::string text = comm::broadcast_string(comm, checked.to_json().dump(), 0);
-    const Outcome o = Outcome::from_json(nlohmann::json::parse(text));
-    if (o.kind == "error") {
-      if (root) throw std::runtime_error(o.message);
-      throw ReportedElsewhere(o.message);
-    }
-    if (o.kind == "stopped") throw Stopped(o.signal);
+    act_together(root_outcome(comm_, checked), "", root_);
   }
-  if (root) log((resumed ? "resuming in " : "work directory ") + dir.root);
 
-  // A failure or stop from here on is recorded in attempts.jsonl for `via status`.
-  std::unique_ptr<LastWords> last_words;
-  if (root) last_words = std::make_unique<LastWords>([&](int signal) { record_attempt_end(dir, Stopped(signal).what()); });
-  try {
-    // 2. Every rank loads the model.
-    std::unique_ptr<Renderer> renderer;
-    agree(comm, attempt([&] { renderer = std::make_unique<Renderer>(settings, workdir, root ? log : LogFn{}, options.cuda_device); }),
-          "cannot start");
-    Renderer& r = *renderer;
-    plan = r.plan();
+  // 2. Every rank loads the model.
+  void load() {
+    const Outcome mine = attempt([&] {
+      const LogFn log = [this](const std::string& line) { console_.log(line); };
+      renderer_ = std::make_unique<Renderer>(settings_, workdir_, root_ ? log : LogFn{}, options_.cuda_device);
+    });
+    act_together(first_failure(comm_, mine), "cannot start", root_);
+    plan_ = renderer_->plan();
+  }
 
-    // 3. Rank 0 adapts while the others read and encode their first chunk.
-    int64_t cursor = 0, first_chunk = -1;
-    Outcome mine;
-    if (root) {
-      write_rank_progress(dir, rank, "adaptation", -1);
-      mine = attempt([&] { r.adapt(); });
+  // 3. Rank 0 adapts while the others read and encode their first chunk;
+  //    rank 0's outcome decides whether the broadcast happens (another
+  //    rank's failure only keeps that rank from rendering: reported at the end).
+  void adapt_and_broadcast() {
+    Renderer& r = *renderer_;
+    if (root_) {
+      write_rank_progress(dir_, rank_, "adaptation", -1);
+      mine_ = attempt([&] { r.adapt(); });
     } else {
-      mine = attempt([&] {
-        first_chunk = next_chunk(dir, plan, rank, cursor);
-        write_rank_progress(dir, rank, "prefetch", first_chunk);
-        if (first_chunk >= 0) r.prefetch(first_chunk);
+      mine_ = attempt([&] {
+        first_chunk_ = next_chunk(dir_, plan_, rank_, cursor_);
+        write_rank_progress(dir_, rank_, "prefetch", first_chunk_);
+        if (first_chunk_ >= 0) r.prefetch(first_chunk_);
       });
     }
-    // Rank 0's outcome decides whether the broadcast happens; another rank's
-    // failure only keeps that rank from rendering (reported at the end).
+    Outcome adapted;
     {
-      const Outcome adapted = root ? mine : Outcome{};
-      std::string text;
-      {
-        StageTimer wait(r.times(), Stage::Wait);
-        IdleScope idle;
-        // The barrier keeps rank 0's wait for the others' prefetch out of the
-        // broadcast's time (a small broadcast returns at once on its root).
-        comm.barrier();
-        text = comm::broadcast_string(comm, adapted.to_json().dump(), 0);
-      }
-      const Outcome o = Outcome::from_json(nlohmann::json::parse(text));
-      if (o.kind == "stopped") throw Stopped(o.signal);
-      if (o.kind == "error") {
-        if (root) throw std::runtime_error("adaptation: " + o.message);
-        throw ReportedElsewhere(o.message);
-      }
+      StageTimer wait(r.times(), Stage::Wait);
+      IdleScope idle;
+      // The barrier keeps rank 0's wait for the others' prefetch out of the
+      // broadcast's time (a small broadcast returns at once on its root).
+      comm_.barrier();
+      adapted = root_outcome(comm_, root_ ? mine_ : Outcome{});
     }
+    act_together(adapted, "adaptation", root_);
     {
       StageTimer timer(r.times(), Stage::Broadcast);
-      const auto to_device = [&](std::map<std::string, at::Tensor> m) {
+      using Named = std::map<std::string, at::Tensor>;
+      const auto to_device = [&](Named m) {
         for (auto& [name, t] : m) t = t.to(r.device());
         return m;
       };
       IdleScope idle;  // a stop signal here ends the process at once: nothing is in hand
-      const auto adapter = comm::broadcast_named(comm, root ? to_device(r.adapter_tensors()) : decltype(r.adapter_tensors()){}, 0, r.device());
-      const auto group = comm::broadcast_named(comm, root ? to_device(r.group_tensors()) : decltype(r.group_tensors()){}, 0, r.device());
-      if (!root && mine.kind == "ok") r.install_adaptation(adapter, group);
+      const Named adapter = comm::broadcast_named(comm_, root_ ? to_device(r.adapter_tensors()) : Named{}, 0, r.device());
+      const Named group = comm::broadcast_named(comm_, root_ ? to_device(r.group_tensors()) : Named{}, 0, r.device());
+      if (!root_ && mine_.kind == "ok") r.install_adaptation(adapter, group);
     }
-    if (root) log("adaptation broadcast to " + std::to_string(comm.size()) + " rank" + (comm.size() == 1 ? "" : "s"));
+    if (root_) log("adaptation broadcast to " + std::to_string(comm_.size()) + " rank" + (comm_.size() == 1 ? "" : "s"));
+  }
 
-    // 4. Every rank renders chunks until none is left.
-    std::unique_ptr<ProgressReporter> reporter;
-    if (root) {
-      reporter = std::make_unique<ProgressReporter>(
-          DiskProgress(dir, plan, settings.hash()), options.terminal,
-          [&console](const std::string& line, bool in_place) { console.progress(line, in_place); });
-      reporter->start();
+  // 4. Every rank renders chunks until none is left.
+  void render() {
+    if (root_) {
+      reporter_ = std::make_unique<ProgressReporter>(
+          DiskProgress(dir_, plan_, settings_.hash()), options_.terminal,
+          [this](const std::string& line, bool in_place) { console_.progress(line, in_place); });
+      reporter_->start();
     }
-    if (mine.kind == "ok") {
-      mine = attempt([&] {
-        for (int64_t c = first_chunk >= 0 ? first_chunk : next_chunk(dir, plan, rank, cursor); c >= 0;
-             c = next_chunk(dir, plan, rank, cursor)) {
-          throw_if_stopped();
-          write_rank_progress(dir, rank, "render", c);
-          r.render_chunk(c);
-        }
-        write_rank_progress(dir, rank, "done", -1);
-      });
-    }
+    if (mine_.kind != "ok") return;
+    mine_ = attempt([&] {
+      for (int64_t c = first_chunk_ >= 0 ? first_chunk_ : next_chunk(dir_, plan_, rank_, cursor_); c >= 0;
+           c = next_chunk(dir_, plan_, rank_, cursor_)) {
+        throw_if_stopped();
+        write_rank_progress(dir_, rank_, "render", c);
+        renderer_->render_chunk(c);
+      }
+      write_rank_progress(dir_, rank_, "done", -1);
+    });
+  }
 
-    // 5. Rank 0 collects every rank's outcome and times, then assembles.
+  // 5. Rank 0 collects every rank's outcome and times, then assembles.
+  int finish() {
+    Renderer& r = *renderer_;
     std::vector<std::string> reports;
     {
       StageTimer wait(r.times(), Stage::Wait);
       IdleScope idle;
-      reports = comm.gather(nlohmann::json{{"outcome", mine.to_json()}, {"times", r.times().to_json()}}.dump(), 0);
+      reports = comm_.gather(nlohmann::json{{"outcome", mine_.to_json()}, {"times", r.times().to_json()}}.dump(), 0);
     }
-    if (reporter) reporter->stop();
-    if (!root) {
-      if (mine.kind == "stopped") return Stopped(mine.signal).exit_code();
-      if (mine.kind == "error") throw ReportedElsewhere(mine.message);
+    if (reporter_) reporter_->stop();
+    if (!root_) {
+      if (mine_.kind == "stopped") return Stopped(mine_.signal).exit_code();
+      if (mine_.kind == "error") throw ReportedElsewhere(mine_.message);
       return 0;
     }
 
@@ -313,41 +319,54 @@ int run_render_job(const RenderSettings& settings, const std::string& workdir, c
       if (o.kind == "error") errors += (errors.empty() ? "" : "; ") + ("rank " + std::to_string(i) + ": " + o.message);
       if (o.kind == "stopped" && !stop_signal) stop_signal = o.signal;
     }
-    DiskProgress disk(dir, plan, settings.hash());
-    const DiskProgress::Counts counts = disk.scan();
-    const bool complete = counts.chunks_done == plan.chunks() && counts.segments == plan.chunks();
+    const DiskProgress::Counts counts = DiskProgress(dir_, plan_, settings_.hash()).scan();
+    const bool complete = counts.chunks_done == plan_.chunks() && counts.segments == plan_.chunks();
     if (!complete) {
-      const std::string done = std::to_string(counts.frames_done) + "/" + std::to_string(plan.frames) +
+      const std::string done = std::to_string(counts.frames_done) + "/" + std::to_string(plan_.frames) +
                                " frames are done and kept; run the same command with --resume to finish";
       if (!errors.empty()) {
-        record_attempt_end(dir, "failed", errors);
+        record_attempt_end(dir_, "failed", errors);
         throw std::runtime_error(errors + " (" + done + ")");
       }
       const Stopped stopped(stop_signal ? stop_signal : SIGTERM);
-      record_attempt_end(dir, stopped.what());
+      record_attempt_end(dir_, stopped.what());
       log(std::string(stopped.what()) + "; " + done);
       return stopped.exit_code();
     }
     if (!errors.empty()) log("warning: " + errors + " (the other ranks finished its chunks)");
     r.assemble();
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     int64_t frames = 0;
     for (const StageTimes& t : times) frames += t.frames;
-    report_timings(dir, times, wall, frames, console);
-    record_attempt_end(dir, "finished");
+    report_timings(dir_, times, wall, frames, console_);
+    record_attempt_end(dir_, "finished");
     return 0;
-  } catch (const Stopped& s) {
-    if (root) {
-      record_attempt_end(dir, s.what());
-      log(std::string(s.what()) + "; finished work is kept; run the same command with --resume to continue");
-    }
-    return s.exit_code();
-  } catch (const ReportedElsewhere&) {
-    throw;
-  } catch (const std::exception& e) {
-    if (root) record_attempt_end(dir, "failed", e.what());
-    throw;
   }
+
+  const RenderSettings& settings_;
+  const std::string workdir_;
+  const WorkDir dir_;
+  const JobOptions options_;
+  comm::Communicator& comm_;
+  const int rank_;
+  const bool root_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  Console console_;
+  std::unique_ptr<WorkDirLock> lock_;  // rank 0, for the whole render
+  ChunkPlan plan_;
+  bool resumed_ = false;  // rank 0: the directory already held this render
+  std::unique_ptr<Renderer> renderer_;
+  Outcome mine_;                // this rank's outcome so far
+  int64_t cursor_ = 0;          // where next_chunk() looks next
+  int64_t first_chunk_ = -1;    // claimed and prefetched while rank 0 adapts
+  std::unique_ptr<ProgressReporter> reporter_;
+};
+
+}  // namespace
+
+int run_render_job(const RenderSettings& settings, const std::string& workdir, const JobOptions& options,
+                   comm::Communicator& comm) {
+  return RenderJob(settings, workdir, options, comm).run();
 }
 
 }  // namespace via::rank

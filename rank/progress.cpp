@@ -8,9 +8,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
-#include "io/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -31,17 +28,6 @@ std::string now_iso() {
   return buf;
 }
 
-bool read_json(const std::string& path, nlohmann::json* out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  try {
-    *out = nlohmann::json::parse(in);
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 void append_line(const WorkDir& dir, const nlohmann::json& j) {
   // Informative only: a failed append must not stop a render.
   std::ofstream out(dir.attempts(), std::ios::app);
@@ -59,19 +45,6 @@ std::string duration_text(double seconds) {
 }
 
 }  // namespace
-
-void write_plan(const WorkDir& dir, const ChunkPlan& plan) {
-  const nlohmann::json j = {{"frames", plan.frames}, {"chunk_frames", plan.chunk_frames}, {"chunks", plan.chunks()}};
-  write_file_atomic(dir.root + "/plan.json", j.dump(2) + "\n");
-}
-
-bool read_plan(const WorkDir& dir, ChunkPlan* plan) {
-  nlohmann::json j;
-  if (!read_json(dir.root + "/plan.json", &j)) return false;
-  plan->frames = j.value("frames", int64_t{0});
-  plan->chunk_frames = std::max<int64_t>(1, j.value("chunk_frames", int64_t{1}));
-  return plan->frames > 0;
-}
 
 SlurmJob SlurmJob::from_environment() {
   SlurmJob job;
@@ -197,140 +170,6 @@ void ProgressReporter::run() {
     }
     if (stopping) return;
   }
-}
-
-nlohmann::json workdir_status(const WorkDir& dir) {
-  nlohmann::json s;
-  s["workdir"] = dir.root;
-  std::error_code ec;
-  if (!fs::is_directory(dir.root, ec)) throw WorkDirError("work directory " + dir.root + " does not exist");
-  RenderSettings settings;
-  if (!read_settings(dir, &settings)) throw WorkDirError(dir.root + " holds no via render (no settings.json)");
-  s["input"] = settings.input;
-  s["output"] = settings.output;
-  s["instruction"] = settings.instruction;
-  s["settings_hash"] = settings.hash();
-
-  std::string holder;
-  const bool running = WorkDirLock::held(dir, &holder);
-  s["running"] = running;
-  if (running) s["holder"] = holder;
-
-  // Attempts: starts and ends, in order.
-  nlohmann::json last_start, last_end;
-  int64_t attempts = 0;
-  {
-    std::ifstream in(dir.attempts());
-    std::string text;
-    while (std::getline(in, text)) {
-      nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-      // Only well-formed records count (a kill can tear the last line).
-      if (!j.is_object() || !j.contains("event") || !j["event"].is_string()) continue;
-      if (j.contains("result") && !j["result"].is_string()) continue;
-      if (j.contains("message") && !j["message"].is_string()) j.erase("message");
-      if (j.value("event", "") == "start") {
-        ++attempts;
-        last_start = j;
-        last_end = nlohmann::json();
-      } else if (j.value("event", "") == "end") {
-        last_end = j;
-      }
-    }
-  }
-  s["attempts"] = attempts;
-  if (!last_start.is_null()) s["last_attempt"] = last_start;
-  if (!last_end.is_null()) s["last_attempt"]["end"] = last_end;
-  if (last_start.contains("slurm")) s["slurm"] = last_start["slurm"];
-
-  nlohmann::json stages;
-  stages["root_pair"] = settings.finetune == "off" ? "not used" : io::is_valid_checkpoint(dir.root_pair()) ? "done" : "pending";
-  stages["adapter"] = settings.finetune == "off" ? "not used" : io::is_valid_checkpoint(dir.adapter()) ? "done" : "pending";
-  stages["attention_group"] =
-      settings.attention == "own" ? "not used" : io::is_valid_checkpoint(dir.group()) ? "done" : "pending";
-  ChunkPlan plan;
-  bool all_done = false;
-  if (read_plan(dir, &plan)) {
-    DiskProgress progress(dir, plan, settings.hash());
-    const DiskProgress::Counts c = progress.scan();
-    stages["render"] = {{"chunks_done", c.chunks_done}, {"chunks", plan.chunks()},
-                        {"frames_done", c.frames_done}, {"frames", plan.frames}};
-    stages["segments"] = {{"done", c.segments}, {"chunks", plan.chunks()}};
-    all_done = c.chunks_done == plan.chunks() && c.segments == plan.chunks();
-  }
-  const bool output = !settings.output.empty() && fs::is_regular_file(settings.output, ec);
-  stages["output"] = output ? "written" : "pending";
-  s["stages"] = stages;
-
-  std::string state;
-  if (running) state = "running";
-  else if (attempts == 0) state = "not started";
-  else if (!last_end.is_object()) state = "stopped without a record (killed?)";
-  else if (last_end.value("result", "") != "finished") state = last_end.value("result", "stopped");
-  else state = all_done ? "finished" : "finished once, but chunks have since been removed";
-  s["state"] = state;
-  if (!last_end.is_null() && last_end.contains("message")) s["message"] = last_end["message"];
-
-  nlohmann::json ranks = nlohmann::json::array();
-  if (running) {
-    for (const auto& entry : fs::directory_iterator(dir.progress_dir(), ec)) {
-      nlohmann::json j;
-      if (read_json(entry.path().string(), &j)) ranks.push_back(j);
-    }
-    std::sort(ranks.begin(), ranks.end(),
-              [](const nlohmann::json& a, const nlohmann::json& b) { return a.value("rank", 0) < b.value("rank", 0); });
-  }
-  s["ranks"] = ranks;
-  return s;
-}
-
-std::string format_status(const nlohmann::json& s) {
-  std::ostringstream out;
-  auto row = [&](const char* key, const std::string& value) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%-16s", key);
-    out << buf << value << "\n";
-  };
-  row("work directory", s.value("workdir", ""));
-  std::string state = s.value("state", "?");
-  if (s.value("running", false)) state += " (" + s.value("holder", "") + ")";
-  if (s.contains("message")) state += ": " + s["message"].get<std::string>();
-  row("state", state);
-  std::string attempts = std::to_string(s.value("attempts", int64_t{0}));
-  if (s.contains("slurm")) {
-    const nlohmann::json& j = s["slurm"];
-    attempts += "; slurm job " + j.value("job_id", "");
-    if (j.contains("array_job_id")) attempts += " (array " + j.value("array_job_id", "") + "_" + j.value("array_task_id", "") + ")";
-    attempts += ", restarts " + std::to_string(j.value("restart_count", int64_t{0}));
-  }
-  row("attempts", attempts);
-  row("input", s.value("input", ""));
-  row("instruction", "\"" + s.value("instruction", "") + "\"");
-  const nlohmann::json& st = s["stages"];
-  row("adaptation", "root pair " + st.value("root_pair", "") + ", adapter " + st.value("adapter", "") +
-                        ", attention group " + st.value("attention_group", ""));
-  if (st.contains("render")) {
-    const nlohmann::json& r = st["render"];
-    const auto done = r.value("frames_done", int64_t{0}), total = r.value("frames", int64_t{0});
-    char buf[128];
-    std::snprintf(buf, sizeof(buf), "chunks %lld/%lld, frames %lld/%lld (%.1f%%)",
-                  (long long)r.value("chunks_done", int64_t{0}), (long long)r.value("chunks", int64_t{0}),
-                  (long long)done, (long long)total, total ? 100.0 * double(done) / double(total) : 0.0);
-    row("render", buf);
-    row("segments", std::to_string(st["segments"].value("done", int64_t{0})) + "/" +
-                        std::to_string(st["segments"].value("chunks", int64_t{0})));
-  } else {
-    row("render", "not started");
-  }
-  row("output", s.value("output", "") + " (" + st.value("output", "") + ")");
-  const std::time_t now = std::time(nullptr);
-  for (const auto& r : s["ranks"]) {
-    std::string what = r.value("stage", "");
-    if (r.value("chunk", int64_t{-1}) >= 0) what += " chunk " + std::to_string(r.value("chunk", int64_t{0}));
-    what += " on " + r.value("host", "") + " (pid " + std::to_string(r.value("pid", int64_t{0})) + ", " +
-            std::to_string(now - r.value("updated", int64_t{0})) + " s ago)";
-    row(("rank " + std::to_string(r.value("rank", 0))).c_str(), what);
-  }
-  return out.str();
 }
 
 }  // namespace via::rank

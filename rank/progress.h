@@ -1,8 +1,9 @@
 #pragma once
-// Progress of a render, read from its work directory alone: the aggregated
-// progress line rank 0 prints while ranks render (every rank's finished
-// frames are files), and `via status`, which works while a render runs, after
-// it stopped, or after it finished.
+// Progress of a render, in its work directory: the attempts (attempts.jsonl)
+// and what each rank does (progress/), written as the render goes, and the
+// aggregated progress line rank 0 prints while ranks render, read from the
+// files alone (every rank's finished frames are files). `via status` reads
+// the same files (rank/status.h).
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -17,11 +18,6 @@
 #include "rank/workdir.h"
 
 namespace via::rank {
-
-/// The video's frames and chunking, written by rank 0 at the start
-/// (plan.json), so status needs neither the video nor the model.
-void write_plan(const WorkDir& dir, const ChunkPlan& plan);
-bool read_plan(const WorkDir& dir, ChunkPlan* plan);
 
 /// The Slurm job this process runs in, from the environment ("" outside).
 struct SlurmJob {
@@ -93,10 +89,5 @@ class ProgressReporter {
   int64_t start_frames_ = 0;
   std::chrono::steady_clock::time_point start_;
 };
-
-/// Everything `via status` shows, from the files alone.
-nlohmann::json workdir_status(const WorkDir& dir);
-/// The human form of workdir_status().
-std::string format_status(const nlohmann::json& status);
 
 }  // namespace via::rank

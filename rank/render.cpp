@@ -11,9 +11,12 @@
 #include "adaptation/lora.h"
 #include "adaptation/mask_source.h"
 #include "adaptation/root.h"
+#include "base/random.h"
 #include "io/checkpoint.h"
+#include "io/image.h"
 #include "io/segments.h"
 #include "io/video_writer.h"
+#include "model/dtype.h"
 #include "rank/stop.h"
 
 namespace fs = std::filesystem;
@@ -21,42 +24,10 @@ namespace fs = std::filesystem;
 namespace via::rank {
 namespace {
 
-// Noise for the source latent that mask blending noises to each step's level:
-// its own stream, apart from the edit's (make_noise step -1 and 0..N-1).
-constexpr int64_t kMaskNoiseStep = 1'000'000;
-
-at::ScalarType dtype_of(const std::string& name, bool cuda) {
-  if (name == "fp32") return at::kFloat;
-  if (name == "bf16") return at::kBFloat16;
-  if (name == "fp16") return at::kHalf;
-  return cuda ? at::kHalf : at::kFloat;  // auto
-}
-
-at::Tensor to_image(const io::RgbImage& rgb) {
-  const at::Tensor bytes =
-      at::from_blob(const_cast<uint8_t*>(rgb.data.data()), {rgb.height, rgb.width, 3}, at::kByte).clone();
-  return model::rgb8_to_image(bytes);
-}
-
-io::RgbImage to_rgb(const at::Tensor& bytes) {  // uint8 [H, W, 3]
-  const at::Tensor c = bytes.contiguous();
-  io::RgbImage img(static_cast<int>(c.size(1)), static_cast<int>(c.size(0)));
-  std::memcpy(img.data.data(), c.data_ptr<uint8_t>(), img.data.size());
-  return img;
-}
-
 // Adaptation's denoising and fine-tuning steps end at a stop request like the
 // render's do: a stop in adaptation loses at most the stage in hand.
 model::StepHook stop_check() {
   return [](const model::StepInfo&, at::Tensor&) { throw_if_stopped(); };
-}
-
-// The root frame when none is given: drawn from the seed (splitmix64).
-int64_t seeded_root_frame(uint64_t seed, int64_t frames) {
-  uint64_t x = seed + 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return static_cast<int64_t>((x ^ (x >> 31)) % static_cast<uint64_t>(frames));
 }
 
 }  // namespace
@@ -70,15 +41,15 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int 
   if (video_.frame_count < 1) throw std::runtime_error(settings_.input + ": the video has no frames");
   size_ = io::model_size(video_.display_size(), static_cast<int>(settings_.long_side));
   reader_ = std::make_unique<io::VideoReader>(
-      settings_.input, io::ReaderOptions{size_, io::parse_resize_mode(settings_.resize)});
+      settings_.input, io::ReaderOptions{size_, settings_.resize});
   const bool cuda = torch::cuda::is_available();
   model::ModelOptions options;
-  options.dtype = dtype_of(settings_.dtype, cuda);
+  options.dtype = settings_.dtype.value_or(model::auto_compute_dtype(cuda));
   options.device = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::max(cuda_device, 0)))
                         : c10::Device(c10::kCPU);
   // An explicit --scheduler overrides the model's; with auto, a model naming a
   // scheduler via does not implement is refused here, before any work.
-  if (settings_.scheduler != "auto") options.scheduler = model::scheduler_kind_from_name(settings_.scheduler);
+  options.scheduler = settings_.scheduler;
   model_ = std::make_unique<model::InstructPix2Pix>(settings_.model, options);
   scheduler_ = options.scheduler ? *options.scheduler : model_->default_scheduler();
   this->log("scheduler: " + model::scheduler_name(scheduler_) + (options.scheduler ? "" : " (the model's own)"));
@@ -86,7 +57,7 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int 
   if (!text_.truncated_text.empty())
     log("warning: the instruction is longer than 77 tokens; ignored: \"" + text_.truncated_text + "\"");
   if (!settings_.mask.empty()) {
-    mask_ = std::make_unique<adapt::MaskSource>(settings_.mask, size_, io::parse_resize_mode(settings_.resize));
+    mask_ = std::make_unique<adapt::MaskSource>(settings_.mask, size_, settings_.resize);
     mask_->validate(video_.frame_count);
   }
 }
@@ -101,7 +72,7 @@ void Renderer::log(const std::string& line) const {
 
 at::Tensor Renderer::source_frame(int64_t frame) {
   StageTimer timer(times_, Stage::Read);
-  return to_image(reader_->read_frame(frame).image);
+  return model::rgb8_to_image(io::image_to_tensor(reader_->read_frame(frame).image));
 }
 
 at::Tensor Renderer::image_latents(int64_t frame) {
@@ -136,9 +107,9 @@ adapt::SwapSettings Renderer::swap_settings() const {
   s.denoise.image_guidance = settings_.image_guidance;
   s.seed = settings_.seed;
   s.swap_steps = settings_.resolved_swap_steps();
-  s.layers = adapt::layer_set_from_name(settings_.swap_layers);
-  s.mode = adapt::attention_mode_from_name(settings_.attention);
-  s.shared_noise = settings_.noise == "shared";
+  s.layers = settings_.swap_layers;
+  s.mode = settings_.attention;
+  s.shared_noise = settings_.noise == NoiseMode::Shared;
   return s;
 }
 
@@ -146,7 +117,7 @@ void Renderer::adapt() {
   // Each stage's result is a file; a stage whose file is complete (from an
   // attempt that stopped later) is loaded instead of redone.
   const adapt::SwapSettings swap = swap_settings();
-  const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
+  const adapt::FinetuneMode mode = settings_.finetune;
   if (mode != adapt::FinetuneMode::Off && io::is_valid_checkpoint(dir_.adapter())) {
     load_adapter();
     log("adaptation: loaded the adapter of an earlier attempt");
@@ -173,7 +144,7 @@ void Renderer::adapt() {
         adapt::finetune(*model_, latents, ft, lora_.get(), [](const adapt::StepReport&) { throw_if_stopped(); });
     char line[160];
     std::snprintf(line, sizeof(line), "adaptation: fine-tuned (%s) %lld steps in %.1f s, loss %.4f -> %.4f",
-                  settings_.finetune.c_str(), static_cast<long long>(result.losses.size()), result.seconds,
+                  adapt::finetune_mode_name(mode).c_str(), static_cast<long long>(result.losses.size()), result.seconds,
                   result.losses.empty() ? 0.0 : result.losses.front(),
                   result.losses.empty() ? 0.0 : result.losses.back());
     log(line);
@@ -211,7 +182,7 @@ Renderer::RootPairImages Renderer::root_pair() {
   adapt::RootSettings root;
   root.denoise = swap_settings().denoise;
   root.seed = settings_.seed;
-  root.frame = settings_.root_frame >= 0 ? settings_.root_frame : seeded_root_frame(settings_.seed, video_.frame_count);
+  root.frame = settings_.root_frame >= 0 ? settings_.root_frame : random::root_frame(settings_.seed, video_.frame_count);
   root.candidates = settings_.candidates;
   root.root_seed = settings_.root_seed;
   root.on_step = stop_check();
@@ -232,7 +203,7 @@ Renderer::RootPairImages Renderer::root_pair() {
 
 void Renderer::load_adapter() {
   StageTimer timer(times_, Stage::Checkpoint);
-  const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
+  const adapt::FinetuneMode mode = settings_.finetune;
   if (mode == adapt::FinetuneMode::Lora) {
     lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), adapt::read_lora_options(dir_.adapter()));
     adapt::load_lora(dir_.adapter(), *lora_);
@@ -244,7 +215,7 @@ void Renderer::load_adapter() {
 
 std::map<std::string, at::Tensor> Renderer::adapter_tensors() const {
   if (lora_) return lora_->named_tensors();
-  if (settings_.finetune != "full") return {};
+  if (settings_.finetune != adapt::FinetuneMode::Full) return {};
   std::map<std::string, at::Tensor> state;
   for (const auto& p : model_->unet()->named_parameters()) state[p.key()] = p.value().detach();
   for (const auto& b : model_->unet()->named_buffers()) state[b.key()] = b.value();
@@ -253,7 +224,7 @@ std::map<std::string, at::Tensor> Renderer::adapter_tensors() const {
 
 void Renderer::install_adaptation(const std::map<std::string, at::Tensor>& adapter,
                                   const std::map<std::string, at::Tensor>& group) {
-  const adapt::FinetuneMode mode = adapt::finetune_mode_from_name(settings_.finetune);
+  const adapt::FinetuneMode mode = settings_.finetune;
   if (mode == adapt::FinetuneMode::Lora) {
     adapt::LoraOptions lo;
     lo.rank = settings_.lora_rank;
@@ -264,12 +235,12 @@ void Renderer::install_adaptation(const std::map<std::string, at::Tensor>& adapt
   } else if (mode == adapt::FinetuneMode::Full) {
     adapt::load_unet_state(*model_->unet(), adapter);
   }
-  if (settings_.attention != "own") group_ = adapt::AttentionGroup::from_named(group);
+  if (settings_.attention != adapt::AttentionMode::Own) group_ = adapt::AttentionGroup::from_named(group);
 }
 
 void Renderer::load_adaptation() {
-  if (settings_.finetune != "off") load_adapter();
-  if (settings_.attention != "own") {
+  if (settings_.finetune != adapt::FinetuneMode::Off) load_adapter();
+  if (settings_.attention != adapt::AttentionMode::Own) {
     StageTimer timer(times_, Stage::Checkpoint);
     group_ = adapt::AttentionGroup::from_named(io::load_checkpoint(dir_.group()).tensors);
   }
@@ -293,8 +264,9 @@ at::Tensor Renderer::frame_latents(int64_t frame) {
   const model::StepHook on_step = [&](const model::StepInfo& info, at::Tensor& latents) {
     throw_if_stopped();
     if (!mask_) return;
+    // Its own stream, apart from the edit's (base/random.h).
     const at::Tensor noise =
-        model::make_noise(src.sizes(), settings_.seed, frame, kMaskNoiseStep + info.step).to(src.device());
+        model::make_noise(src.sizes(), settings_.seed, frame, random::kMaskNoiseStep + info.step).to(src.device());
     const at::Tensor noised = info.scheduler.add_noise(src, noise, info.step + 1);
     latents = adapt::blend_latents(latents, noised, adapt::step_mask(m, info.step, info.num_steps));
   };
@@ -320,7 +292,7 @@ void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& laten
       rgb = decode_frame(z);
     }
     StageTimer timer(times_, Stage::Encode);
-    segment.write(to_rgb(rgb));
+    segment.write(io::tensor_to_image(rgb));
   }
   StageTimer timer(times_, Stage::Encode);
   segment.finish();

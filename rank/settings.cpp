@@ -1,173 +1,256 @@
 #include "rank/settings.h"
 
 #include <cstdio>
-#include <set>
 
-#include "model/scheduler.h"
+#include "base/random.h"
+#include "model/dtype.h"
 
 namespace via::rank {
 namespace {
+
+using Json = nlohmann::json;
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw SettingsError(message);
 }
 
-// FNV-1a, 64 bit: a stable fingerprint of the canonical settings text (not a
-// security boundary; collisions only matter between two honest runs).
-uint64_t fnv1a(const std::string& text) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
+SettingsError wrong_type(const std::string& key) {
+  return SettingsError("setting '" + key + "' has the wrong type");
+}
+
+// "a, b or c"
+std::string either(const std::vector<std::string>& names) {
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return text;
+}
+
+// A number or text, bound to its member.
+template <class T>
+SettingField member(const std::string& key, const std::string& group, T RenderSettings::*m, const std::string& help,
+                    std::function<void(const RenderSettings&)> check = {}) {
+  SettingField f;
+  f.key = key;
+  f.group = group;
+  f.help = help;
+  f.binding = m;
+  f.get = [m](const RenderSettings& s) { return Json(s.*m); };
+  f.set = [m, key](RenderSettings& s, const Json& j) {
+    try {
+      j.get_to(s.*m);
+    } catch (const Json::exception&) {
+      throw wrong_type(key);
+    }
+  };
+  f.check = std::move(check);
+  return f;
+}
+
+// Required on the command line.
+SettingField required(SettingField f) {
+  f.required = true;
+  return f;
+}
+
+// An enumerated setting: one of `values`, written by `name`. "{choices}" in
+// the help stands for the names.
+template <class T>
+SettingField named(const std::string& key, const std::string& group, T RenderSettings::*m, std::vector<T> values,
+                   std::function<std::string(T)> name, const std::string& help) {
+  std::vector<std::string> names;
+  std::string list;
+  for (const T& v : values) {
+    names.push_back(name(v));
+    list += (list.empty() ? "" : " | ") + names.back();
   }
-  return h;
+  SettingField f;
+  f.key = key;
+  f.group = group;
+  f.help = help;
+  const auto at = f.help.find("{choices}");
+  if (at != std::string::npos) f.help.replace(at, 9, list);
+  f.binding = SettingField::Named{};
+  f.get = [m, name](const RenderSettings& s) { return Json(name(s.*m)); };
+  f.set = [m, key, values, names](RenderSettings& s, const Json& j) {
+    if (!j.is_string()) throw wrong_type(key);
+    const std::string text = j.get<std::string>();
+    for (size_t i = 0; i < values.size(); ++i)
+      if (names[i] == text) {
+        s.*m = values[i];
+        return;
+      }
+    throw SettingsError(flag_of(key) + " must be " + either(names) + ", got '" + text + "'");
+  };
+  return f;
+}
+
+// nullopt is "auto".
+template <class T>
+std::function<std::string(std::optional<T>)> or_auto(std::string (*name)(T)) {
+  return [name](std::optional<T> v) { return v ? name(*v) : std::string("auto"); };
+}
+
+std::vector<SettingField> make_table() {
+  using S = RenderSettings;
+  const std::string io = "input and output", edit = "editing", adapt = "test-time editing adaptation",
+                    attn = "spatiotemporal attention adaptation";
+  std::vector<std::optional<model::SchedulerKind>> schedulers = {std::nullopt};
+  schedulers.insert(schedulers.end(), model::kSchedulerKinds.begin(), model::kSchedulerKinds.end());
+  std::vector<std::optional<c10::ScalarType>> dtypes = {std::nullopt};
+  dtypes.insert(dtypes.end(), model::kComputeDtypes.begin(), model::kComputeDtypes.end());
+  SettingField output = required(member("output", io, &S::output, "edited video (MP4)"));
+  output.hashed = false;  // a resume may write elsewhere
+
+  return {
+      required(member("input", io, &S::input, "source video",
+                      [](const S& s) { require(!s.input.empty(), "--input is required"); })),
+      output,
+      required(member("model", io, &S::model,
+                      "InstructPix2Pix model: a diffusers folder or an original-layout .safetensors/.ckpt file",
+                      [](const S& s) { require(!s.model.empty(), "--model is required"); })),
+      required(member("instruction", io, &S::instruction, "the edit, in plain language",
+                      [](const S& s) {
+                        require(s.instruction.find_first_not_of(" \t\r\n") != std::string::npos,
+                                "--instruction must not be empty");
+                      })),
+      member("mask", io, &S::mask,
+             "edit only inside a mask: images pattern (masks/%05d.png), mask video or one image"),
+      member("long_side", io, &S::long_side, "model size: the longer side (multiple of 8)",
+             [](const S& s) {
+               require(s.long_side >= 16 && s.long_side % 8 == 0, "--long-side must be a multiple of 8, at least 16");
+             }),
+      named<io::ResizeMode>("resize", io, &S::resize, {io::ResizeMode::fit, io::ResizeMode::crop, io::ResizeMode::stretch},
+                            [](io::ResizeMode m) { return std::string(io::to_string(m)); }, "aspect policy: {choices}"),
+      member("crf", io, &S::crf, "H.264 quality (0-51, lower is better)",
+             [](const S& s) { require(s.crf >= 0 && s.crf <= 51, "--crf must be between 0 and 51"); }),
+      member("preset", io, &S::preset, "x264 preset"),
+      member("chunk_frames", io, &S::chunk_frames, "frames per chunk (unit of work and checkpoint)",
+             [](const S& s) { require(s.chunk_frames >= 1, "--chunk-frames must be at least 1"); }),
+
+      member("steps", edit, &S::steps, "denoising steps",
+             [](const S& s) { require(s.steps >= 1 && s.steps <= 1000, "--steps must be between 1 and 1000"); }),
+      named<std::optional<model::SchedulerKind>>("scheduler", edit, &S::scheduler, schedulers,
+                                                 or_auto(&model::scheduler_name),
+                                                 "{choices} (auto: the model's own)"),
+      member("text_guidance", edit, &S::text_guidance, "s_T",
+             [](const S& s) {
+               require(s.text_guidance >= 0 && s.image_guidance >= 0, "guidance scales must not be negative");
+               // Far beyond any useful scale the guided noise overflows into black frames.
+               require(s.text_guidance <= 100 && s.image_guidance <= 100,
+                       "--text-guidance and --image-guidance must be at most 100");
+             }),
+      member("image_guidance", edit, &S::image_guidance, "s_I"),
+      member("seed", edit, &S::seed, "seed of every random draw"),
+      named<std::optional<c10::ScalarType>>("dtype", edit, &S::dtype, dtypes, or_auto(&model::compute_dtype_name),
+                                            "{choices} (auto: fp16 on CUDA, fp32 on the CPU)"),
+
+      member("root_frame", adapt, &S::root_frame, "root frame (-1: drawn from the seed)"),
+      member("candidates", adapt, &S::candidates, "candidate edits of the root frame",
+             [](const S& s) { require(s.candidates >= 1, "--candidates must be at least 1"); }),
+      member("root_seed", adapt, &S::root_seed, "the chosen candidate (-1: automatic, the medoid)",
+             [](const S& s) {
+               require(s.root_seed < 0 || s.root_seed < s.candidates,
+                       "--root-seed must name one of the candidates (0.." + std::to_string(s.candidates - 1) + ")");
+             }),
+      member("augment", adapt, &S::augment, "tuning pairs (random affine copies)",
+             [](const S& s) { require(s.augment >= 1, "--augment must be at least 1"); }),
+      named<adapt::FinetuneMode>("finetune", adapt, &S::finetune,
+                                 {adapt::FinetuneMode::Lora, adapt::FinetuneMode::Full, adapt::FinetuneMode::Off},
+                                 &adapt::finetune_mode_name, "{choices}"),
+      member("lora_rank", adapt, &S::lora_rank, "LoRA rank",
+             [](const S& s) { require(s.lora_rank >= 1, "--lora-rank must be at least 1"); }),
+      member("learning_rate", adapt, &S::learning_rate, "fine-tuning learning rate",
+             [](const S& s) { require(s.learning_rate > 0, "--learning-rate must be positive"); }),
+      member("finetune_steps", adapt, &S::finetune_steps, "fine-tuning steps",
+             [](const S& s) { require(s.finetune_steps >= 0, "--finetune-steps must not be negative"); }),
+      member("condition_dropout", adapt, &S::condition_dropout, "conditioning dropout",
+             [](const S& s) {
+               require(s.condition_dropout >= 0 && s.condition_dropout < 1, "--condition-dropout must be in [0, 1)");
+             }),
+
+      named<adapt::AttentionMode>(
+          "attention", attn, &S::attention,
+          {adapt::AttentionMode::GatherSwap, adapt::AttentionMode::Anchor, adapt::AttentionMode::Own},
+          &adapt::attention_mode_name, "{choices}"),
+      member("group_size", attn, &S::group_size, "key frames in the attention group",
+             [](const S& s) { require(s.group_size >= 1, "--group-size must be at least 1"); }),
+      member("swap_steps", attn, &S::swap_steps, "swap during the first N steps (-1: all)",
+             [](const S& s) {
+               require(s.swap_steps >= -1 && s.swap_steps <= s.steps,
+                       "--swap-steps must be -1 (all) or between 0 and --steps");
+             }),
+      named<adapt::LayerSet>("swap_layers", attn, &S::swap_layers,
+                             {adapt::LayerSet::Self, adapt::LayerSet::Cross, adapt::LayerSet::Both},
+                             &adapt::layer_set_name, "{choices}"),
+      named<NoiseMode>("noise", attn, &S::noise, {NoiseMode::PerFrame, NoiseMode::Shared},
+                       [](NoiseMode n) { return std::string(n == NoiseMode::Shared ? "shared" : "per-frame"); },
+                       "{choices} (shared: one noise for every frame, a baseline)"),
+      member("mask_feather", attn, &S::mask_feather, "mask edge blur (latent pixels)",
+             [](const S& s) { require(s.mask_feather >= 0, "--mask-feather must not be negative"); }),
+  };
+}
+
+const SettingField& field(const std::string& key) {
+  for (const SettingField& f : settings_table())
+    if (f.key == key) return f;
+  throw SettingsError("unknown setting '" + key + "'");
 }
 
 }  // namespace
 
+const std::vector<SettingField>& settings_table() {
+  static const std::vector<SettingField> table = make_table();
+  return table;
+}
+
 void RenderSettings::validate() const {
-  require(!input.empty(), "--input is required");
-  require(!model.empty(), "--model is required");
-  require(instruction.find_first_not_of(" \t\r\n") != std::string::npos, "--instruction must not be empty");
-  require(long_side >= 16 && long_side % 8 == 0, "--long-side must be a multiple of 8, at least 16");
-  require(resize == "fit" || resize == "crop" || resize == "stretch", "--resize must be fit, crop or stretch");
-  require(steps >= 1 && steps <= 1000, "--steps must be between 1 and 1000");
-  if (scheduler != "auto") {
-    try {
-      model::scheduler_kind_from_name(scheduler);  // the model's list of names is the only one
-    } catch (const std::exception&) {
-      throw SettingsError("--scheduler must be auto or one of " + model::supported_scheduler_names() + ", got '" +
-                          scheduler + "'");
-    }
-  }
-  require(text_guidance >= 0 && image_guidance >= 0, "guidance scales must not be negative");
-  // Far beyond any useful scale the guided noise overflows into black frames.
-  require(text_guidance <= 100 && image_guidance <= 100, "--text-guidance and --image-guidance must be at most 100");
-  require(dtype == "auto" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16",
-          "--dtype must be auto, fp32, bf16 or fp16");
-  require(candidates >= 1, "--candidates must be at least 1");
-  require(root_seed < 0 || root_seed < candidates, "--root-seed must name one of the candidates (0.." +
-                                                      std::to_string(candidates - 1) + ")");
-  require(augment >= 1, "--augment must be at least 1");
-  require(finetune == "lora" || finetune == "full" || finetune == "off", "--finetune must be lora, full or off");
-  require(lora_rank >= 1, "--lora-rank must be at least 1");
-  require(learning_rate > 0, "--learning-rate must be positive");
-  require(finetune_steps >= 0, "--finetune-steps must not be negative");
-  require(condition_dropout >= 0 && condition_dropout < 1, "--condition-dropout must be in [0, 1)");
-  require(attention == "gather-swap" || attention == "anchor" || attention == "own",
-          "--attention must be gather-swap, anchor or own");
-  require(group_size >= 1, "--group-size must be at least 1");
-  require(swap_steps >= -1 && swap_steps <= steps, "--swap-steps must be -1 (all) or between 0 and --steps");
-  require(swap_layers == "self" || swap_layers == "cross" || swap_layers == "both",
-          "--swap-layers must be self, cross or both");
-  require(noise == "per-frame" || noise == "shared", "--noise must be per-frame or shared");
-  require(mask_feather >= 0, "--mask-feather must not be negative");
-  require(crf >= 0 && crf <= 51, "--crf must be between 0 and 51");
-  require(chunk_frames >= 1, "--chunk-frames must be at least 1");
+  for (const SettingField& f : settings_table())
+    if (f.check) f.check(*this);
 }
 
 nlohmann::json RenderSettings::to_json() const {
-  nlohmann::json j = hashed();
-  j["output"] = output;
+  Json j = Json::object();
+  for (const SettingField& f : settings_table()) j[f.key] = f.get(*this);
   return j;
 }
 
 nlohmann::json RenderSettings::hashed() const {
-  return {{"input", input},
-          {"model", model},
-          {"instruction", instruction},
-          {"mask", mask},
-          {"long_side", long_side},
-          {"resize", resize},
-          {"steps", steps},
-          {"scheduler", scheduler},
-          {"text_guidance", text_guidance},
-          {"image_guidance", image_guidance},
-          {"seed", seed},
-          {"dtype", dtype},
-          {"root_frame", root_frame},
-          {"candidates", candidates},
-          {"root_seed", root_seed},
-          {"augment", augment},
-          {"finetune", finetune},
-          {"lora_rank", lora_rank},
-          {"learning_rate", learning_rate},
-          {"finetune_steps", finetune_steps},
-          {"condition_dropout", condition_dropout},
-          {"attention", attention},
-          {"group_size", group_size},
-          {"swap_steps", swap_steps},
-          {"swap_layers", swap_layers},
-          {"noise", noise},
-          {"mask_feather", mask_feather},
-          {"crf", crf},
-          {"preset", preset},
-          {"chunk_frames", chunk_frames}};
+  Json j = Json::object();
+  for (const SettingField& f : settings_table())
+    if (f.hashed) j[f.key] = f.get(*this);
+  return j;
 }
+
+void RenderSettings::set(const std::string& key, const nlohmann::json& value) { field(key).set(*this, value); }
 
 RenderSettings RenderSettings::from_json(const nlohmann::json& j) {
   RenderSettings s;
-  const std::set<std::string> known = [&] {
-    std::set<std::string> k;
-    const nlohmann::json defaults = s.to_json();
-    for (const auto& item : defaults.items()) k.insert(item.key());
-    return k;
-  }();
-  for (const auto& item : j.items())
-    if (!known.count(item.key())) throw SettingsError("unknown setting '" + item.key() + "'");
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    try {
-      j.at(key).get_to(field);
-    } catch (const nlohmann::json::exception&) {
-      throw SettingsError(std::string("setting '") + key + "' has the wrong type");
-    }
-  };
-  get("input", s.input);
-  get("model", s.model);
-  get("instruction", s.instruction);
-  get("mask", s.mask);
-  get("long_side", s.long_side);
-  get("resize", s.resize);
-  get("steps", s.steps);
-  get("scheduler", s.scheduler);
-  get("text_guidance", s.text_guidance);
-  get("image_guidance", s.image_guidance);
-  get("seed", s.seed);
-  get("dtype", s.dtype);
-  get("root_frame", s.root_frame);
-  get("candidates", s.candidates);
-  get("root_seed", s.root_seed);
-  get("augment", s.augment);
-  get("finetune", s.finetune);
-  get("lora_rank", s.lora_rank);
-  get("learning_rate", s.learning_rate);
-  get("finetune_steps", s.finetune_steps);
-  get("condition_dropout", s.condition_dropout);
-  get("attention", s.attention);
-  get("group_size", s.group_size);
-  get("swap_steps", s.swap_steps);
-  get("swap_layers", s.swap_layers);
-  get("noise", s.noise);
-  get("mask_feather", s.mask_feather);
-  get("output", s.output);
-  get("crf", s.crf);
-  get("preset", s.preset);
-  get("chunk_frames", s.chunk_frames);
+  for (const auto& item : j.items()) field(item.key());  // unknown keys are refused
+  for (const SettingField& f : settings_table())
+    if (j.contains(f.key)) f.set(s, j.at(f.key));
   return s;
 }
 
 std::string RenderSettings::hash() const {
   char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(hashed().dump())));
+  // nlohmann::json keeps keys sorted: the text, and so the hash, does not
+  // depend on the table's order.
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(random::fnv1a(hashed().dump())));
   return buf;
 }
 
 std::string RenderSettings::first_difference(const RenderSettings& other) const {
-  const nlohmann::json a = hashed(), b = other.hashed();
+  const Json a = hashed(), b = other.hashed();
   for (const auto& item : a.items())
     if (item.value() != b.at(item.key())) return item.key();
   return "";
+}
+
+std::string RenderSettings::difference_from(const RenderSettings& here) const {
+  const std::string key = first_difference(here);
+  if (key.empty()) return "";
+  return flag_of(key) + " is " + hashed().at(key).dump() + " there, " + here.hashed().at(key).dump() + " here";
 }
 
 std::string flag_of(const std::string& key) {

@@ -2,10 +2,28 @@
 // The settings of one render. Everything that can change an output frame is
 // part of the settings hash: a work directory made with one hash is never
 // resumed with another (docs/ARCHITECTURE.md §8).
+//
+// Every setting is one row of settings_table() (rank/settings.cpp): its key,
+// help, check and how it reads and writes. The command line
+// (driver/render_options.cpp), validate(), the JSON of settings.json, the
+// hash and the "made with other settings" message all come from that table,
+// so a new setting is a member here and one row there. Enumerated settings
+// are held as enums: text is parsed once, where it enters (a flag, a JSON
+// file).
+#include <c10/core/ScalarType.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
 #include <string>
+#include <variant>
+#include <vector>
+
+#include "adaptation/modes.h"
+#include "io/resize.h"
+#include "model/scheduler_kind.h"
 
 namespace via::rank {
 
@@ -14,47 +32,48 @@ struct SettingsError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// per-frame: each frame draws its own noise (seed, frame, step), the
+/// method's setting; shared: every frame draws the same noise, the baseline
+/// of simple video editors (a shared start keeps many edits alike).
+enum class NoiseMode { PerFrame, Shared };
+
 struct RenderSettings {
   // What to edit.
   std::string input;        // source video
-  std::string model;        // InstructPix2Pix folder (diffusers layout)
+  std::string model;        // InstructPix2Pix folder (diffusers layout) or single file
   std::string instruction;  // the edit, in plain language
   std::string mask;         // "" | images pattern "masks/%05d.png" | mask video | one image
 
   // Frame size: the model works on sides that are multiples of 8.
-  int64_t long_side = 512;         // the longer side of the model size
-  std::string resize = "fit";      // fit | crop | stretch (see io/video_reader.h)
+  int64_t long_side = 512;  // the longer side of the model size
+  io::ResizeMode resize = io::ResizeMode::fit;
 
   // Editing.
   int64_t steps = 20;
-  // auto: the model's own (model_index.json / scheduler_config.json); or
-  // euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_karras.
-  std::string scheduler = "auto";
+  // nullopt ("auto"): the model's own (model_index.json / scheduler_config.json).
+  std::optional<model::SchedulerKind> scheduler;
   double text_guidance = 7.5;
   double image_guidance = 1.5;
   uint64_t seed = 0;
-  std::string dtype = "auto";  // auto (fp32 on CPU, fp16 on CUDA) | fp32 | bf16 | fp16
+  std::optional<c10::ScalarType> dtype;  // nullopt ("auto"): fp32 on CPU, fp16 on CUDA
 
   // Test-time editing adaptation (docs/ARCHITECTURE.md §4).
-  int64_t root_frame = -1;   // -1: drawn from the seed
+  int64_t root_frame = -1;  // -1: drawn from the seed
   int64_t candidates = 4;
-  int64_t root_seed = -1;    // -1: choose automatically
-  int64_t augment = 16;      // tuning pairs
-  std::string finetune = "lora";  // lora | full | off
+  int64_t root_seed = -1;  // -1: choose automatically
+  int64_t augment = 16;    // tuning pairs
+  adapt::FinetuneMode finetune = adapt::FinetuneMode::Lora;
   int64_t lora_rank = 4;
   double learning_rate = 1e-4;
   int64_t finetune_steps = 100;
   double condition_dropout = 0.05;
 
   // Spatiotemporal attention adaptation (docs/ARCHITECTURE.md §5).
-  std::string attention = "gather-swap";  // gather-swap | anchor | own
+  adapt::AttentionMode attention = adapt::AttentionMode::GatherSwap;
   int64_t group_size = 4;
-  int64_t swap_steps = -1;                // -1: all steps
-  std::string swap_layers = "both";       // self | cross | both
-  // per-frame: each frame draws its own noise (seed, frame, step), the method's
-  // setting; shared: every frame draws the same noise, the baseline of simple
-  // video editors (a shared start keeps many edits alike across frames).
-  std::string noise = "per-frame";
+  int64_t swap_steps = -1;  // -1: all steps
+  adapt::LayerSet swap_layers = adapt::LayerSet::Both;
+  NoiseMode noise = NoiseMode::PerFrame;
 
   // Local latent adaptation (docs/ARCHITECTURE.md §6).
   double mask_feather = 1.0;  // Gaussian sigma, latent pixels
@@ -72,13 +91,45 @@ struct RenderSettings {
 
   /// All settings, for settings.json in the work directory.
   nlohmann::json to_json() const;
+  /// Settings from to_json()'s form; keys missing keep their defaults.
+  /// Throws SettingsError for an unknown key or a value of the wrong type.
   static RenderSettings from_json(const nlohmann::json& j);
+  /// Sets the setting `key` from its JSON value (a name for an enumerated
+  /// setting); throws SettingsError naming the flag when it is not one.
+  void set(const std::string& key, const nlohmann::json& value);
   /// The hashed settings (all but `output`) and their hash (16 hex digits).
   nlohmann::json hashed() const;
   std::string hash() const;
   /// The first hashed setting that differs from `other`'s, or "" when equal.
   std::string first_difference(const RenderSettings& other) const;
+  /// How `here` differs from these settings (a work directory's):
+  /// "--group-size is 4 there, 6 here"; "" when the hashes agree.
+  std::string difference_from(const RenderSettings& here) const;
 };
+
+/// One setting: one row of the table.
+struct SettingField {
+  /// How the command line binds it: to the member itself (numbers, text), or
+  /// as a name parsed by `set` (enumerated settings).
+  struct Named {};
+  using Binding = std::variant<std::string RenderSettings::*, int64_t RenderSettings::*,
+                               uint64_t RenderSettings::*, double RenderSettings::*, Named>;
+
+  std::string key;    // settings.json's key; the flag is flag_of(key)
+  std::string group;  // the help section
+  std::string help;
+  bool required = false;  // on the command line
+  bool hashed = true;     // all but output
+  Binding binding;
+  std::function<nlohmann::json(const RenderSettings&)> get;
+  /// Throws SettingsError naming the flag for a value of the wrong type or name.
+  std::function<void(RenderSettings&, const nlohmann::json&)> set;
+  /// Throws SettingsError naming the flag; may look at other settings.
+  std::function<void(const RenderSettings&)> check;
+};
+
+/// Every setting, in the order of the help and of validation.
+const std::vector<SettingField>& settings_table();
 
 /// The command-line flag of a settings key: "long_side" -> "--long-side".
 std::string flag_of(const std::string& key);

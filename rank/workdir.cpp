@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,8 +24,6 @@ std::string numbered(const std::string& dir, const char* stem, int64_t n, const 
   std::snprintf(buf, sizeof(buf), "/%s_%06lld%s", stem, static_cast<long long>(n), ext);
   return dir + buf;
 }
-
-std::string errno_text() { return std::strerror(errno); }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -78,44 +77,38 @@ std::string WorkDir::progress(int rank) const { return numbered(progress_dir(), 
 
 WorkDirLock::WorkDirLock(const WorkDir& dir) {
   make_dir(dir.root);
-  fd_ = ::open(dir.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw WorkDirError("cannot open " + dir.lock() + ": " + errno_text());
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  Fd fd(VIA_SYS_CHECK(WorkDirError, ::open(dir.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644),
+                      "cannot open " + dir.lock()));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
-    ::close(fd_);
-    fd_ = -1;
     if (err != EWOULDBLOCK) throw WorkDirError("cannot lock " + dir.lock() + ": " + std::strerror(err));
+    fd.reset();
     std::string holder;
     held(dir, &holder);
     throw WorkDirError("work directory " + dir.root + " is in use by another render" +
                        (holder.empty() ? "" : " (" + holder + ")") + "; wait for it to end, or stop it first");
   }
   const std::string who = "pid " + std::to_string(::getpid()) + " on host " + host_name() + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, who.data(), who.size(), 0) != static_cast<ssize_t>(who.size())) {
-    const std::string why = errno_text();
-    ::close(fd_);
-    fd_ = -1;
-    throw WorkDirError("cannot write " + dir.lock() + ": " + why);
-  }
+  if (::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), who.data(), who.size(), 0) != static_cast<ssize_t>(who.size()))
+    throw WorkDirError("cannot write " + dir.lock() + ": " + errno_text());
+  fd_ = std::move(fd);
 }
 
-WorkDirLock::~WorkDirLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the flock
-}
+WorkDirLock::~WorkDirLock() = default;  // closing the lock file releases the flock
 
 bool WorkDirLock::held(const WorkDir& dir, std::string* holder) {
-  const int fd = ::open(dir.lock().c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  const Fd fd(::open(dir.lock().c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
   bool busy = false;
-  if (::flock(fd, LOCK_SH | LOCK_NB) != 0) busy = (errno == EWOULDBLOCK);
-  else ::flock(fd, LOCK_UN);
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) != 0) busy = (errno == EWOULDBLOCK);
+  else ::flock(fd.get(), LOCK_UN);
   if (busy && holder) {
     char buf[256] = {0};
-    const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    const ssize_t n = ::pread(fd.get(), buf, sizeof(buf) - 1, 0);
     *holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
     while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' ')) holder->pop_back();
   }
-  ::close(fd);
   return busy;
 }
 
@@ -182,11 +175,10 @@ bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool re
       throw WorkDirError("work directory " + dir.root +
                          " already holds a render; add --resume to continue it (`via status " + dir.root +
                          "` shows how far it got), or choose another directory");
-    const std::string key = stored.first_difference(settings);
-    if (!key.empty())
-      throw WorkDirError("work directory " + dir.root + " was made with other settings: " + flag_of(key) + " is " +
-                         stored.hashed().at(key).dump() + " there, " + settings.hashed().at(key).dump() +
-                         " here; resume with the same settings, or choose another directory");
+    const std::string difference = stored.difference_from(settings);
+    if (!difference.empty())
+      throw WorkDirError("work directory " + dir.root + " was made with other settings: " + difference +
+                         "; resume with the same settings, or choose another directory");
   }
   remove_leftovers(dir.root, false);
   for (const char* sub : {"/chunks", "/segments"}) remove_leftovers(dir.root + sub, false);
@@ -199,6 +191,36 @@ bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool re
   j["settings_hash"] = settings.hash();
   write_file_atomic(dir.settings(), j.dump(2) + "\n");
   return existing;
+}
+
+void check_model_and_output(const RenderSettings& settings) {
+  std::error_code ec;
+  const fs::path out = fs::absolute(settings.output);
+  if (fs::exists(out, ec) && fs::equivalent(out, settings.input, ec))
+    throw SettingsError("--output " + settings.output + " is the input video; choose another file");
+  if (fs::is_directory(out, ec))
+    throw SettingsError("--output " + settings.output + " is a directory; give a file name (e.g. edited.mp4)");
+  const fs::path folder = out.parent_path();
+  const std::string cannot = "cannot write the output " + settings.output + ": ";
+  if (!fs::is_directory(folder, ec))
+    throw SettingsError(cannot + "the output's directory " + folder.string() + " does not exist or is not a directory");
+  if (::access(folder.c_str(), W_OK) != 0) throw SettingsError(cannot + folder.string() + " is not writable");
+  // A diffusers folder or a single-file checkpoint (model/single_file.h).
+  if (!fs::exists(settings.model, ec)) throw SettingsError("model " + settings.model + " does not exist");
+}
+
+void write_plan(const WorkDir& dir, const ChunkPlan& plan) {
+  const nlohmann::json j = {{"frames", plan.frames}, {"chunk_frames", plan.chunk_frames}, {"chunks", plan.chunks()}};
+  write_file_atomic(dir.plan(), j.dump(2) + "\n");
+}
+
+bool read_plan(const WorkDir& dir, ChunkPlan* plan) {
+  std::ifstream in(dir.plan());
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  plan->frames = j.value("frames", int64_t{0});
+  plan->chunk_frames = std::max<int64_t>(1, j.value("chunk_frames", int64_t{1}));
+  return plan->frames > 0;
 }
 
 bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash) {
@@ -223,15 +245,14 @@ int64_t frames_on_disk(const WorkDir& dir, int64_t chunk) {
 }
 
 bool claim_chunk(const WorkDir& dir, int64_t chunk, int rank) {
-  const int fd = ::open(dir.claim(chunk).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
+  const Fd fd(::open(dir.claim(chunk).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd.valid()) {
     if (errno == EEXIST) return false;
     throw WorkDirError("cannot claim chunk " + std::to_string(chunk) + " (" + dir.claim(chunk) + "): " + errno_text());
   }
   const std::string who = std::to_string(rank) + "\n";
-  const ssize_t ignored = ::write(fd, who.data(), who.size());  // informative only
+  const ssize_t ignored = ::write(fd.get(), who.data(), who.size());  // informative only
   (void)ignored;
-  ::close(fd);
   return true;
 }
 

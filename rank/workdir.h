@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/posix.h"
 #include "rank/settings.h"
 
 namespace via::rank {
@@ -35,6 +36,7 @@ struct WorkDirError : std::runtime_error {
 struct WorkDir {
   std::string root;
   std::string settings() const { return root + "/settings.json"; }
+  std::string plan() const { return root + "/plan.json"; }
   std::string lock() const { return root + "/lock"; }
   std::string attempts() const { return root + "/attempts.jsonl"; }
   std::string contact_sheet() const { return root + "/candidates.png"; }
@@ -78,7 +80,7 @@ class WorkDirLock {
   static bool held(const WorkDir& dir, std::string* holder = nullptr);
 
  private:
-  int fd_ = -1;
+  Fd fd_;
 };
 
 /// Rank 0, under the lock, before anything else: creates the directory, or
@@ -89,6 +91,17 @@ class WorkDirLock {
 /// (temporary files, claims, progress) and writes settings.json. True when
 /// the directory already held this render (a resume).
 bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume);
+
+/// Checks, before anything is written, that the render's output can be
+/// written (a new or regular file, not the input, in a writable directory)
+/// and its model exists. Throws SettingsError naming the path.
+void check_model_and_output(const RenderSettings& settings);
+
+/// The video's frames and chunking, written by rank 0 at the start
+/// (plan.json), so `via status` needs neither the video nor the model.
+void write_plan(const WorkDir& dir, const ChunkPlan& plan);
+/// False when there is no readable plan.json.
+bool read_plan(const WorkDir& dir, ChunkPlan* plan);
 
 /// This machine's host name ("?" if unknown), for lock holders and progress.
 std::string host_name();

@@ -12,6 +12,7 @@
 #include "comm/routed_communicator.h"
 #include "rank/render.h"
 #include "tests/io/test_video_util.h"
+#include "tests/support/data.h"
 
 namespace {
 
@@ -39,7 +40,7 @@ TEST(BroadcastAdaptation, EveryRankGetsRankZerosAdapterAndGroup) {
 
   via::rank::RenderSettings s;
   s.input = root + "/in.mp4";
-  s.model = std::string(std::getenv("VIA_SOURCE_DIR")) + "/tests/reference/data/tiny_ip2p";
+  s.model = via::test::tiny_model_dir();
   s.instruction = "make it a pencil sketch";
   s.long_side = 64;
   s.steps = 3;

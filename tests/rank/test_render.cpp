@@ -13,6 +13,7 @@
 #include "io/video_reader.h"
 #include "rank/render.h"
 #include "tests/io/test_video_util.h"
+#include "tests/support/data.h"
 
 using via::rank::Renderer;
 using via::rank::RenderSettings;
@@ -20,7 +21,7 @@ using via::test::TempDir;
 
 namespace {
 
-std::string reference_model() { return std::string(std::getenv("VIA_SOURCE_DIR")) + "/tests/reference/data/tiny_ip2p"; }
+std::string reference_model() { return via::test::tiny_model_dir(); }
 
 // Small and fast: 12 frames at 64x40 (model), 2 steps, a short adaptation.
 RenderSettings small_settings(const std::string& input) {
@@ -30,7 +31,7 @@ RenderSettings small_settings(const std::string& input) {
   s.instruction = "make it a pencil sketch";
   s.long_side = 64;
   s.steps = 2;
-  s.scheduler = "euler_a";
+  s.scheduler = via::model::SchedulerKind::EulerAncestral;
   s.candidates = 2;
   s.augment = 2;
   s.finetune_steps = 2;
@@ -83,8 +84,8 @@ TEST_F(Render, OutsideTheMaskTheLatentsAreTheSources) {
   via::io::write_png(dir_.file("mask.png"), mask);
   RenderSettings s = small_settings(input_);
   s.mask = dir_.file("mask.png");
-  s.finetune = "off";
-  s.attention = "own";
+  s.finetune = via::adapt::FinetuneMode::Off;
+  s.attention = via::adapt::AttentionMode::Own;
   s.mask_feather = 0.5;
   Renderer r(s, dir_.file("work"));
   r.adapt();
@@ -151,11 +152,11 @@ TEST_F(Render, SchedulerIsTheModelsOwnUnlessGiven) {
   name_scheduler("EulerAncestralDiscreteScheduler", "DDIMScheduler");
   RenderSettings s = small_settings(input_);
   s.model = model;
-  s.scheduler = "auto";
+  s.scheduler = std::nullopt;  // auto
   EXPECT_EQ(Renderer(s, dir_.file("w1")).scheduler(), via::model::SchedulerKind::Ddim);
-  s.scheduler = "euler";
+  s.scheduler = via::model::SchedulerKind::Euler;
   EXPECT_EQ(Renderer(s, dir_.file("w2")).scheduler(), via::model::SchedulerKind::Euler);
-  s.scheduler = "auto";
+  s.scheduler = std::nullopt;
   name_scheduler("DDIMScheduler", "PNDMScheduler");
   try {
     Renderer r(s, dir_.file("w3"));

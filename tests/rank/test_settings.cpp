@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <type_traits>
+#include <utility>
+
 #include "rank/settings.h"
 
 using via::rank::RenderSettings;
@@ -23,27 +27,27 @@ RenderSettings every_field_changed() {
   s.instruction = "turn the car green";
   s.mask = "masks/%05d.png";
   s.long_side = 384;
-  s.resize = "crop";
+  s.resize = via::io::ResizeMode::crop;
   s.steps = 12;
-  s.scheduler = "dpmpp_2m_karras";
+  s.scheduler = via::model::SchedulerKind::DpmSolverKarras;
   s.text_guidance = 3.25;
   s.image_guidance = 1.75;
   s.seed = 18446744073709551557ULL;
-  s.dtype = "bf16";
+  s.dtype = c10::kBFloat16;
   s.root_frame = 7;
   s.candidates = 6;
   s.root_seed = 2;
   s.augment = 9;
-  s.finetune = "full";
+  s.finetune = via::adapt::FinetuneMode::Full;
   s.lora_rank = 8;
   s.learning_rate = 3e-4;
   s.finetune_steps = 40;
   s.condition_dropout = 0.1;
-  s.attention = "anchor";
+  s.attention = via::adapt::AttentionMode::Anchor;
   s.group_size = 5;
   s.swap_steps = 6;
-  s.swap_layers = "cross";
-  s.noise = "shared";
+  s.swap_layers = via::adapt::LayerSet::Cross;
+  s.noise = via::rank::NoiseMode::Shared;
   s.mask_feather = 2.5;
   s.output = "/out/edited.mp4";
   s.crf = 23;
@@ -53,17 +57,50 @@ RenderSettings every_field_changed() {
 }
 }  // namespace
 
+// Every member of RenderSettings, as an aggregate: its members are counted
+// by brace-initialising it from more and more values that convert to anything.
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+// (An optional member is initialised through its own converting constructor.)
+struct AnyValue {
+  template <class T, class = std::enable_if_t<!is_optional<T>::value>>
+  operator T() const {
+    return T{};
+  }
+};
+template <class T, class... A>
+constexpr auto brace_initialises(int) -> decltype(T{std::declval<A>()...}, true) {
+  return true;
+}
+template <class T, class... A>
+constexpr bool brace_initialises(...) {
+  return false;
+}
+template <class T, class... A>
+constexpr size_t member_count() {
+  if constexpr (brace_initialises<T, A..., AnyValue>(0)) return member_count<T, A..., AnyValue>();
+  else return sizeof...(A);
+}
+
+TEST(Settings, EveryMemberIsARowOfTheTable) {
+  EXPECT_EQ(member_count<RenderSettings>(), via::rank::settings_table().size())
+      << "a member of RenderSettings without a row in settings_table() would be left out of the command line, "
+         "settings.json and the hash";
+  // every_field_changed() changes them all, so the round trip below covers them all.
+  const RenderSettings changed = every_field_changed(), defaults;
+  for (const via::rank::SettingField& f : via::rank::settings_table())
+    EXPECT_NE(f.get(changed), f.get(defaults)) << f.key << " is not changed by every_field_changed()";
+}
+
 TEST(Settings, JsonRoundTripKeepsEverySetting) {
-  RenderSettings s = valid();
-  s.steps = 12;
-  s.seed = 99;
-  s.attention = "anchor";
-  s.mask = "masks/%05d.png";
-  s.learning_rate = 3e-4;
-  s.noise = "shared";
-  const RenderSettings back = RenderSettings::from_json(s.to_json());
+  const RenderSettings s = every_field_changed();
+  const RenderSettings back = RenderSettings::from_json(nlohmann::json::parse(s.to_json().dump()));
+  for (const via::rank::SettingField& f : via::rank::settings_table()) EXPECT_EQ(f.get(back), f.get(s)) << f.key;
   EXPECT_EQ(back.to_json(), s.to_json());
   EXPECT_EQ(back.hash(), s.hash());
+  EXPECT_EQ(s.difference_from(back), "");
 }
 
 TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPath) {
@@ -74,6 +111,7 @@ TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPath) {
   b.group_size = 6;
   EXPECT_NE(a.hash(), b.hash());
   EXPECT_EQ(a.first_difference(b), "group_size");
+  EXPECT_EQ(a.difference_from(b), "--group-size is 4 there, 6 here");
 }
 
 TEST(Settings, ValidationNamesTheBadSetting) {
@@ -95,14 +133,12 @@ TEST(Settings, ValidationNamesTheBadSetting) {
   s = valid();
   s.root_seed = s.candidates;
   EXPECT_THROW(s.validate(), SettingsError);
+  // Enumerated settings are checked where their text comes in.
   s = valid();
-  s.noise = "per-rank";
-  EXPECT_THROW(s.validate(), SettingsError);
-  s = valid();
-  s.scheduler = "dpmpp_2m_karras";
+  EXPECT_THROW(s.set("noise", "per-rank"), SettingsError);
+  s.set("scheduler", "dpmpp_2m_karras");
   s.validate();
-  s.scheduler = "pndm";
-  EXPECT_THROW(s.validate(), SettingsError);
+  EXPECT_THROW(s.set("scheduler", "pndm"), SettingsError);
 }
 
 TEST(Settings, UnknownOrMistypedSettingsAreRefused) {

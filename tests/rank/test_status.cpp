@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "rank/progress.h"
+#include "rank/status.h"
 #include "tests/io/test_video_util.h"
 
 namespace {
