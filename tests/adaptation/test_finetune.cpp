@@ -16,24 +16,17 @@
 #include <string>
 
 #include "model/pipeline.h"
+#include "tests/support/tiny_model.h"
 
 using namespace via;
+using via::test::tiny_model;
+using via::test::tiny_model_dir;
 using via::adapt::FinetuneMode;
 using via::adapt::FinetuneOptions;
 using via::adapt::LoraAdapter;
 using via::adapt::LoraOptions;
 
 namespace {
-
-std::string tiny_model_dir() {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/tiny_ip2p";
-}
-
-const model::InstructPix2Pix& tiny_model() {
-  static const model::InstructPix2Pix m(tiny_model_dir());
-  return m;
-}
 
 // 32x48 source with structure in every channel, and an "edit" that is a
 // pixelwise function of it (so alignment can be checked after warping).

@@ -2,6 +2,7 @@
 // key frame attended to, swap against a direct computation, independence of
 // a frame's own K/V and of edit order, and the comparison modes.
 #include "adaptation/gather.h"
+#include "tests/support/tiny_model.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -14,18 +15,12 @@
 #include <vector>
 
 using namespace via;
+using via::test::tiny_model;
 using adapt::AttentionGroup;
 using adapt::AttentionMode;
 using adapt::SwapSettings;
 
 namespace {
-
-const model::InstructPix2Pix& tiny_model() {
-  static const model::InstructPix2Pix model(std::string(std::getenv("VIA_SOURCE_DIR") ? std::getenv("VIA_SOURCE_DIR")
-                                                                                       : ".") +
-                                            "/tests/reference/data/tiny_ip2p");
-  return model;
-}
 
 const model::TextEmbeddings& text() {
   static const model::TextEmbeddings t = tiny_model().encode_instruction("make it look like winter");

@@ -15,23 +15,16 @@
 
 #include "io/checkpoint.h"
 #include "model/pipeline.h"
+#include "tests/support/tiny_model.h"
 
 namespace fs = std::filesystem;
 using namespace via;
+using via::test::tiny_model;
+using via::test::tiny_model_dir;
 using via::adapt::LoraAdapter;
 using via::adapt::LoraOptions;
 
 namespace {
-
-std::string tiny_model_dir() {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/tiny_ip2p";
-}
-
-const model::InstructPix2Pix& tiny_model() {
-  static const model::InstructPix2Pix m(tiny_model_dir());
-  return m;
-}
 
 model::UNet2DConditionModelImpl& tiny_unet() { return *tiny_model().unet(); }
 

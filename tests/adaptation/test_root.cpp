@@ -13,19 +13,14 @@
 #include <vector>
 
 #include "io/image.h"
+#include "tests/support/tiny_model.h"
 
 namespace fs = std::filesystem;
 using namespace via;
+using via::test::tiny_model;
 using adapt::RootSettings;
 
 namespace {
-
-const model::InstructPix2Pix& tiny_model() {
-  static const model::InstructPix2Pix model(std::string(std::getenv("VIA_SOURCE_DIR") ? std::getenv("VIA_SOURCE_DIR")
-                                                                                       : ".") +
-                                            "/tests/reference/data/tiny_ip2p");
-  return model;
-}
 
 const model::TextEmbeddings& text() {
   static const model::TextEmbeddings t = tiny_model().encode_instruction("turn it into a pencil sketch");

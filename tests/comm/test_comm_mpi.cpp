@@ -19,11 +19,14 @@
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
 #include "comm/routed_communicator.h"
+#include "tests/support/tensors.h"
 
 using via::comm::CommError;
 using via::comm::MpiCommunicator;
 using via::comm::MpiOptions;
 using via::comm::ReduceOp;
+using via::test::expect_identical;
+using via::test::random_bits;
 
 // Counts the MPI_Bcast calls made (and the largest one in bytes) through the
 // MPI profiling interface: this definition takes the place of the library's.
@@ -40,25 +43,6 @@ extern "C" int MPI_Bcast(void* buffer, int count, MPI_Datatype type, int root, M
 }
 
 namespace {
-
-// Random bits of `dtype`, the same on every rank for the same seed.
-at::Tensor random_bits(at::ScalarType dtype, at::IntArrayRef shape, uint64_t seed) {
-  at::manual_seed(seed);
-  at::Tensor bits = at::randint(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), shape,
-                                at::TensorOptions().dtype(at::kLong));
-  if (dtype == at::kBool) return bits.remainder(2).to(at::kBool);
-  const int64_t size = c10::elementSize(dtype);
-  const at::ScalarType carrier = size == 8 ? at::kLong : size == 4 ? at::kInt : size == 2 ? at::kShort : at::kByte;
-  return bits.to(carrier).view(dtype);
-}
-
-// Same dtype, shape and bytes.
-void expect_identical(const at::Tensor& expected, const at::Tensor& actual, const std::string& what) {
-  EXPECT_EQ(actual.scalar_type(), expected.scalar_type()) << what;
-  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-  const at::Tensor a = actual.contiguous(), e = expected.contiguous();
-  EXPECT_EQ(std::memcmp(a.data_ptr(), e.data_ptr(), e.nbytes()), 0) << what << ": contents differ";
-}
 
 const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kChar,
                                              at::kShort, at::kInt,    at::kLong, at::kByte,     at::kBool,

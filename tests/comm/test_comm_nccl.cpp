@@ -14,29 +14,15 @@
 #include "comm/mpi_communicator.h"
 #include "comm/nccl_communicator.h"
 #include "comm/routed_communicator.h"
+#include "tests/support/tensors.h"
 
 using via::comm::MpiCommunicator;
 using via::comm::NcclCommunicator;
 using via::comm::ReduceOp;
+using via::test::expect_identical;
+using via::test::random_bits;
 
 namespace {
-
-at::Tensor random_bits(at::ScalarType dtype, at::IntArrayRef shape, uint64_t seed) {
-  at::manual_seed(seed);
-  at::Tensor bits = at::randint(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), shape,
-                                at::TensorOptions().dtype(at::kLong));
-  if (dtype == at::kBool) return bits.remainder(2).to(at::kBool);
-  const int64_t size = c10::elementSize(dtype);
-  const at::ScalarType carrier = size == 8 ? at::kLong : size == 4 ? at::kInt : size == 2 ? at::kShort : at::kByte;
-  return bits.to(carrier).view(dtype);
-}
-
-void expect_identical(const at::Tensor& expected, const at::Tensor& actual, const std::string& what) {
-  EXPECT_EQ(actual.scalar_type(), expected.scalar_type()) << what;
-  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-  const at::Tensor a = actual.cpu().contiguous(), e = expected.cpu().contiguous();
-  EXPECT_EQ(std::memcmp(a.data_ptr(), e.data_ptr(), e.nbytes()), 0) << what << ": contents differ";
-}
 
 class NcclTest : public ::testing::Test {
  protected:

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/tensors.h"
+
 namespace fs = std::filesystem;
 using via::io::Attribute;
 using via::io::CheckpointError;
@@ -28,6 +30,7 @@ using via::io::CheckpointReader;
 using via::io::CheckpointWriter;
 using via::io::is_valid_checkpoint;
 using via::io::Verify;
+using via::test::random_bits;
 
 namespace {
 
@@ -91,25 +94,10 @@ class CheckpointTest : public ::testing::Test {
   fs::path dir_;
 };
 
-// Same dtype, same shape, same bytes.
+// Same dtype, shape and bytes, and read back contiguous.
 void expect_identical(const at::Tensor& expected, const at::Tensor& actual, const std::string& what) {
-  ASSERT_TRUE(actual.defined()) << what;
-  EXPECT_EQ(actual.scalar_type(), expected.scalar_type()) << what;
-  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-  EXPECT_TRUE(actual.is_contiguous()) << what;
-  const at::Tensor e = expected.contiguous();
-  ASSERT_EQ(actual.nbytes(), e.nbytes()) << what;
-  EXPECT_EQ(std::memcmp(actual.data_ptr(), e.data_ptr(), e.nbytes()), 0) << what << ": bytes differ";
-}
-
-// Random bits of `dtype` (every pattern possible, NaN payloads included).
-at::Tensor random_bits(at::ScalarType dtype, at::IntArrayRef shape) {
-  const int64_t size = c10::elementSize(dtype);
-  at::ScalarType carrier = size == 8 ? at::kLong : size == 4 ? at::kInt : size == 2 ? at::kShort : at::kByte;
-  at::Tensor bits = at::randint(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), shape,
-                                at::TensorOptions().dtype(at::kLong));
-  if (dtype == at::kBool) return bits.remainder(2).to(at::kBool);
-  return bits.to(carrier).view(dtype);
+  EXPECT_TRUE(!actual.defined() || actual.is_contiguous()) << what;
+  via::test::expect_identical(expected, actual, what);
 }
 
 TEST(Xxh64, MatchesReferenceVectors) {

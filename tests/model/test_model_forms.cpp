@@ -19,16 +19,13 @@
 #include "model/safetensors.h"
 #include "model/single_file.h"
 #include "model/vae.h"
+#include "tests/support/data.h"
 
 namespace fs = std::filesystem;
 using namespace via::model;
+using via::test::reference_data;
 
 namespace {
-
-std::string reference_data(const std::string& rel) {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/" + rel;
-}
 
 class TempDir {
  public:

@@ -18,21 +18,15 @@
 #include "model/text_encoder.h"
 #include "model/vae.h"
 #include "model/weights.h"
+#include "tests/support/data.h"
 
 namespace fs = std::filesystem;
 using namespace via::model;
+using via::test::reference_data;
 
 namespace {
 
-std::string pickle_data(const std::string& rel) {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/model_forms/pickle/" + rel;
-}
-std::string reference_data(const std::string& rel) {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/" + rel;
-}
-
+std::string pickle_data(const std::string& rel) { return reference_data("model_forms/pickle/" + rel); }
 std::string error_of(const std::string& path) {
   try {
     PickleCheckpoint file(path);

@@ -22,16 +22,13 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "tests/support/data.h"
 
 namespace fs = std::filesystem;
 using namespace via::model;
+using via::test::reference_data;
 
 namespace {
-
-std::string reference_data(const std::string& rel) {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/" + rel;
-}
 
 // One model for the whole binary: loading is the slow part.
 const InstructPix2Pix& tiny_model() {

@@ -15,6 +15,7 @@
 
 #include "model/safetensors.h"
 #include "model/weights.h"
+#include "tests/support/data.h"
 
 namespace via::model::testing {
 
@@ -26,10 +27,7 @@ inline const bool kSingleThreaded = [] {
 }();
 
 /// tests/reference/data under the source tree (VIA_SOURCE_DIR, set by CTest).
-inline std::string reference_data() {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data";
-}
+inline std::string reference_data() { return via::test::reference_data(); }
 
 /// A golden tensor as a contiguous fp32/int copy (not aliasing the mapping).
 inline at::Tensor golden(const std::string& file, const std::string& name) {
