@@ -111,6 +111,18 @@ RgbImage gradient(int w, int h, int shift) {
   return image;
 }
 
+void expect_video_error(const std::function<void()>& f, const std::string& file, const std::string& part) {
+  try {
+    f();
+    FAIL() << "no exception";
+  } catch (const VideoError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(file), std::string::npos) << what;
+    EXPECT_NE(what.find(part), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+}
+
 TEST(VideoWriter, FirstFrameSetsTheTimestamps) {
   TempDir dir;
   const std::string path = dir.file("segment.mp4");
@@ -125,6 +137,38 @@ TEST(VideoWriter, FirstFrameSetsTheTimestamps) {
   // Exactly 10 frame durations: start_pts * time_base == 10 * 1001 / 30000.
   EXPECT_EQ(info.start_pts * 30000LL * info.time_base.num, 10LL * 1001 * info.time_base.den);
   EXPECT_NEAR(info.start_time, 10 * 1001 / 30000.0, 1e-9);
+}
+
+TEST(VideoWriter, FrameTimesAreKeptToTheTick) {
+  TempDir dir;
+  const std::string path = dir.file("uneven.mp4");
+  FrameTimes times;  // milliseconds: 40, 120, 10, 30, 50 and 200 ms long
+  times.time_base = {1, 1000};
+  times.pts = {0, 40, 160, 170, 200, 250};
+  times.end = 450;
+  EncodeOptions options;
+  options.preset = "ultrafast";
+  options.times = times;
+  VideoWriter writer(path, {32, 32}, {40, 3}, options);  // 13.3 fps on average
+  for (int i = 0; i < 6; ++i) writer.write(gradient(32, 32, i * 8));
+  // One frame more than the times hold.
+  expect_video_error([&] { writer.write(gradient(32, 32, 0)); }, path, "times for 6 frames");
+  writer.finish();
+
+  const VideoInfo info = probe_video(path);
+  EXPECT_EQ(info.frame_count, 6);
+  EXPECT_TRUE(info.variable_frame_rate);
+  EXPECT_NEAR(info.duration, 0.450, 1e-9);
+  ASSERT_EQ(info.frame_times.size(), 6);
+  for (size_t i = 0; i < times.pts.size(); ++i) {
+    EXPECT_NEAR(info.frame_times.pts[i] * info.frame_times.time_base.to_double(), times.pts[i] / 1000.0, 1e-9)
+        << "frame " << i;
+  }
+
+  EncodeOptions backwards = options;
+  backwards.times.pts = {0, 40, 40, 170, 200, 250};
+  expect_video_error([&] { VideoWriter(dir.file("b.mp4"), {32, 32}, {40, 3}, backwards); }, dir.file("b.mp4"),
+                     "not increasing");
 }
 
 TEST(VideoWriter, SameFramesSameBytes) {
@@ -147,18 +191,6 @@ TEST(VideoWriter, AbandonedWriterLeavesNoFile) {
   }
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(path + ".part"));
-}
-
-void expect_video_error(const std::function<void()>& f, const std::string& file, const std::string& part) {
-  try {
-    f();
-    FAIL() << "no exception";
-  } catch (const VideoError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(file), std::string::npos) << what;
-    EXPECT_NE(what.find(part), std::string::npos) << what;
-    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
-  }
 }
 
 TEST(VideoWriter, BadSettingsAreClearErrors) {
