@@ -104,7 +104,7 @@ inline std::string make_video(const TempDir& dir, const std::string& name, const
 /// editors make them, each with 44.1 kHz AAC audio, in `dir` under `name`:
 ///   "dropped"  30 fps with 3 of every 5 frames dropped (33 and 133 ms apart), 2 s
 ///   "joined"   clips of 0.5 s at 10, 25 and 30 fps one after the other
-///   "jitter"   30 fps, each frame up to 10 ms off its slot (1 ms time base), 2 s
+///   "jitter"   30 fps, each frame up to 10 ms off its slot (1 ms time base), 1 s
 /// Frame sizes are `width` x `height`.
 inline std::string make_vfr_video(const TempDir& dir, const std::string& name, const std::string& kind,
                                   int width = 96, int height = 64) {
@@ -124,7 +124,7 @@ inline std::string make_vfr_video(const TempDir& dir, const std::string& name, c
     // The encoder's time base is 1/rate unless -r says otherwise; passthrough keeps every frame as it comes.
     ffmpeg("-f lavfi -i testsrc2=size=" + size +
                ":rate=30 -f lavfi -i sine -vf \"settb=1/1000,setpts='(N+0.3*sin(N*7))/30/TB'\"" +
-               " -r 1000 -fps_mode passthrough -t 2" + codecs,
+               " -r 1000 -fps_mode passthrough -t 1" + codecs,
            dir);
   } else {
     throw std::invalid_argument("no variable-rate source '" + kind + "'");
