@@ -120,8 +120,8 @@ std::string format_number(int64_t n, int width, bool zero_pad) {
 
 }  // namespace
 
-MaskSource::MaskSource(std::string spec, io::Size frame_size, io::ResizeMode resize)
-    : spec_(std::move(spec)), frame_size_(frame_size), resize_(resize) {
+MaskSource::MaskSource(std::string spec, io::Size frame_size, io::ResizeMode resize, io::Size stored, io::Size shown)
+    : spec_(std::move(spec)), frame_size_(frame_size), resize_(resize), stored_(stored), shown_(shown) {
   if (frame_size_.width <= 0 || frame_size_.height <= 0) {
     throw std::invalid_argument("mask frame size " + std::to_string(frame_size_.width) + "x" +
                                 std::to_string(frame_size_.height) + " is not positive");
@@ -221,7 +221,10 @@ at::Tensor MaskSource::read_still(const std::string& path, int64_t frame) const 
   } catch (const io::VideoError& e) {
     throw MaskError("cannot read mask image " + in_quotes(path) + for_frame + ": " + e.what(), path);
   }
-  return luma_mask(io::resize_rgb(image, frame_size_, resize_));
+  const io::Size size{image.width, image.height};
+  const bool frame_pixels = size == stored_ && shown_.width > 0 && shown_.height > 0;  // see the header
+  return luma_mask(io::resize_rgb(image, frame_pixels ? io::plan_resize(size, shown_, frame_size_, resize_)
+                                                      : io::plan_resize(size, frame_size_, resize_)));
 }
 
 void MaskSource::validate(int64_t num_frames) const {

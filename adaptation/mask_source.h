@@ -12,7 +12,10 @@
 // Geometry: each mask picture goes through the same resize plan as the video's
 // frames (io::plan_resize of the picture's size to the model frame size with
 // the video's ResizeMode), so a mask drawn at the source's size lines up with
-// the resized frame pixel for pixel. Under `fit` the padded bars are 0: the
+// the resized frame pixel for pixel. A picture of the video's stored size has
+// the video's pixels: when those are not square (a 360x288 PAL frame shown at
+// 384x288), it goes through the frames' own plan for that shape; a picture of
+// any other size has square pixels. Under `fit` the padded bars are 0: the
 // letterbox is not picture, so nothing there is edited (it keeps the source's
 // black).
 //
@@ -67,9 +70,12 @@ class MaskSource {
  public:
   /// `spec`: a pattern, a mask video or a still image (see the file comment).
   /// `frame_size`, `resize`: the model frame size and aspect policy the video's
-  /// frames are read with. Throws MaskError naming `spec` when it is unusable,
+  /// frames are read with. `stored`, `shown`: the video's frame size as stored
+  /// (upright) and as displayed (io::VideoInfo::upright_size(), display_size());
+  /// {} for square pixels. Throws MaskError naming `spec` when it is unusable,
   /// std::invalid_argument for a non-positive frame size.
-  MaskSource(std::string spec, io::Size frame_size, io::ResizeMode resize);
+  MaskSource(std::string spec, io::Size frame_size, io::ResizeMode resize, io::Size stored = {},
+             io::Size shown = {});
   ~MaskSource();
   MaskSource(MaskSource&&) noexcept;
   MaskSource& operator=(MaskSource&&) noexcept;
@@ -112,6 +118,8 @@ class MaskSource {
   std::string spec_;
   io::Size frame_size_;
   io::ResizeMode resize_;
+  io::Size stored_;  // the video's stored (upright) frame size and its displayed size
+  io::Size shown_;
   MaskKind kind_ = MaskKind::still_image;
   int64_t frame_count_ = 0;
   Pattern pattern_;

@@ -57,7 +57,8 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int 
   if (!text_.truncated_text.empty())
     log("warning: the instruction is longer than 77 tokens; ignored: \"" + text_.truncated_text + "\"");
   if (!settings_.mask.empty()) {
-    mask_ = std::make_unique<adapt::MaskSource>(settings_.mask, size_, settings_.resize);
+    mask_ = std::make_unique<adapt::MaskSource>(settings_.mask, size_, settings_.resize, video_.upright_size(),
+                                                video_.display_size());
     mask_->validate(video_.frame_count);
   }
 }

@@ -170,6 +170,21 @@ TEST(MaskSource, CropCutsTheSameWindowAsTheFrames) {
   EXPECT_GT(stretch.slice(3, 9, 15).min().item<float>(), 0.99f);
 }
 
+TEST(MaskSource, APictureOfTheStoredSizeHasTheVideosPixels) {
+  TempDir dir;
+  // Drawn over a 72x48 frame whose pixels are 4/3 as wide as high (shown 96x48,
+  // 2:1): white in the left half.
+  const std::string path = dir.file("half.png");
+  via::io::write_png(path, grey(72, 48, [](int x, int) { return x < 36 ? 255 : 0; }));
+  // Into a 2:1 model frame, fit: the frames fill it, and so does the mask.
+  const at::Tensor m = MaskSource(path, Size{32, 16}, ResizeMode::fit, Size{72, 48}, Size{96, 48}).mask(0);
+  EXPECT_GT(m.slice(3, 0, 15).min().item<float>(), 0.99f);
+  EXPECT_LT(m.slice(3, 17, 32).max().item<float>(), 0.01f);
+  // Taken as square pixels it would be pillarboxed: its first columns 0.
+  const at::Tensor square = MaskSource(path, Size{32, 16}, ResizeMode::fit).mask(0);
+  EXPECT_EQ(square.slice(3, 0, 2).max().item<float>(), 0.0f);
+}
+
 TEST(MaskSource, MissingFrameFileNamesFileAndFrame) {
   TempDir dir;
   for (int i = 0; i < 3; ++i) via::io::write_png(dir.file("m" + std::to_string(i) + ".png"), frame_picture(i));
