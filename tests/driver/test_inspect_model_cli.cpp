@@ -12,15 +12,13 @@
 #include <vector>
 
 #include "io/image.h"
+#include "tests/support/data.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string data(const std::string& rel) {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/" + rel;
-}
+std::string data(const std::string& rel) { return via::test::reference_data(rel); }
 
 std::string quote(const std::string& s) {
   std::string out = "'";

@@ -19,6 +19,7 @@
 #include "io/image.h"
 #include "model/pipeline.h"
 #include "model/safetensors.h"
+#include "tests/support/data.h"
 
 namespace fs = std::filesystem;
 using namespace via;
@@ -143,9 +144,7 @@ TEST(MakeTinyModel, WritesThePublishedLayout) {
   EXPECT_EQ(vocab.at("<|endoftext|>").get<size_t>(), vocab.size() - 1);
   // Not the reference's tiny architecture.
   const auto ours = nlohmann::json::parse(slurp(m / "unet/config.json"));
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  const auto theirs = nlohmann::json::parse(
-      slurp(fs::path(root ? root : ".") / "tests/reference/data/tiny_ip2p/unet/config.json"));
+  const auto theirs = nlohmann::json::parse(slurp(fs::path(via::test::tiny_model_dir()) / "unet/config.json"));
   EXPECT_NE(ours.at("block_out_channels"), theirs.at("block_out_channels"));
 }
 

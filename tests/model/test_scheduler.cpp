@@ -18,6 +18,7 @@
 
 #include "model/json_file.h"
 #include "model/safetensors.h"
+#include "tests/support/data.h"
 
 using namespace via::model;
 
@@ -225,10 +226,7 @@ TEST_P(SchedulerSweep, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Diffusers, SchedulerSweep, ::testing::Range<size_t>(0, kExpected.size()));
 
-std::string reference_data(const std::string& rel) {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/reference/data/" + rel;
-}
+using via::test::reference_data;
 
 // Max |got - want| within `rel` of max |want|.
 void expect_tensor_close(const at::Tensor& got, const at::Tensor& want, double rel, const std::string& what) {

@@ -6,6 +6,7 @@
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "model/weights.h"
+#include "tests/support/data.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -23,11 +24,7 @@ using namespace via::model;
 
 namespace {
 
-std::string data_dir() {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  if (root == nullptr) throw std::runtime_error("VIA_SOURCE_DIR is not set (run the test through ctest)");
-  return std::string(root) + "/tests/reference/data";
-}
+std::string data_dir() { return via::test::reference_data(); }
 std::string text_encoder_dir() { return data_dir() + "/tiny_ip2p/text_encoder"; }
 
 struct Golden {

@@ -3,6 +3,7 @@
 #include "model/tokenizer.h"
 
 #include "model/json_file.h"
+#include "tests/support/data.h"
 #include "model/safetensors.h"  // ModelError
 
 #include <ATen/ATen.h>
@@ -20,11 +21,7 @@ using via::model::ModelError;
 
 namespace {
 
-std::string data_dir() {
-  const char* root = std::getenv("VIA_SOURCE_DIR");
-  if (root == nullptr) throw std::runtime_error("VIA_SOURCE_DIR is not set (run the test through ctest)");
-  return std::string(root) + "/tests/reference/data";
-}
+std::string data_dir() { return via::test::reference_data(); }
 
 std::string tokenizer_dir() { return data_dir() + "/tiny_ip2p/tokenizer"; }
 
