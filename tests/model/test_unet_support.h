@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -73,6 +74,23 @@ inline void expect_same_lines(const std::vector<std::string>& ours, const std::v
   std::set_difference(reference.begin(), reference.end(), ours.begin(), ours.end(), std::back_inserter(only_ref));
   for (size_t i = 0; i < std::min<size_t>(only_ours.size(), 10); ++i) ADD_FAILURE() << "only in ours: " << only_ours[i];
   for (size_t i = 0; i < std::min<size_t>(only_ref.size(), 10); ++i) ADD_FAILURE() << "only in reference: " << only_ref[i];
+}
+
+/// Config::from_json of `base` with `key` set to `value` must throw one
+/// ModelError naming `where` (the file) and `needle` (the setting or value).
+template <class Config>
+void expect_config_error(const nlohmann::json& base, const std::string& where, const std::string& key,
+                         const nlohmann::json& value, const std::string& needle) {
+  nlohmann::json config = base;
+  config[key] = value;
+  try {
+    Config::from_json(config, where);
+    ADD_FAILURE() << key << " = " << value.dump() << " was accepted";
+  } catch (const ModelError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(where), std::string::npos) << msg;
+    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+  }
 }
 
 }  // namespace via::model::testing
