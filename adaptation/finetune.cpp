@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <c10/util/irange.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -203,6 +204,21 @@ FinetuneResult finetune(const model::InstructPix2Pix& model, const TuningLatents
   if (!lora && adapter != nullptr) throw std::invalid_argument("full fine-tuning takes no LoRA adapter");
 
   const Objective obj = make_objective(model);
+  // On the CPU, group norm's backward pass, layer norm's weight gradient and
+  // the sums of the loss and the gradient norm give other bits for another
+  // intra-op thread count (bench/thread_determinism.cpp); the adapter is made
+  // once for every rank, so fine-tuning runs on one thread and its result
+  // does not depend on --threads or on the number of ranks.
+  struct OneThread {
+    int previous = at::get_num_threads();
+    bool on;
+    explicit OneThread(bool on) : on(on) {
+      if (on) at::set_num_threads(1);
+    }
+    ~OneThread() {
+      if (on) at::set_num_threads(previous);
+    }
+  } one_thread(model.options().device.is_cpu());
   RequiresGradScope grad_scope(unet, /*value=*/!lora);
   TrainModeScope train_scope(unet);
   at::AutoGradMode grad_mode(true);
