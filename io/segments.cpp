@@ -8,6 +8,7 @@
 #include <memory>
 #include <system_error>
 
+#include "io/audio_transcoder.h"
 #include "io/ffmpeg_common.h"
 
 namespace via::io {
@@ -234,78 +235,109 @@ class SegmentPackets {
   int stream_ = -1;
 };
 
-// Audio packets of the source's copied streams, in file order, with timestamps
-// moved so that output time 0 is the first segment's first frame, and cut at
-// the video's end. Per stream, the last packet that ends at or before time 0
-// is kept too: codecs overlap frames (AAC decodes its first frame against the
-// one before; encoders put a priming frame there), and the output's edit list
-// hides it as it hid it in the source.
+// Audio packets for the output, in file order, with timestamps moved so that
+// output time 0 is the first segment's first frame, and cut at the video's
+// end. Copied streams: per stream, the last packet that ends at or before
+// time 0 is kept too: codecs overlap frames (AAC decodes its first frame
+// against the one before; encoders put a priming frame there), and the
+// output's edit list hides it as it hid it in the source. Re-encoded streams:
+// their packets go through the stream's AudioTranscoder, which cuts to the
+// sample.
 class AudioPackets {
  public:
-  /// `map`: source stream index -> output stream index (-1: not copied);
+  /// `map`: source stream index -> output stream index (-1: not written);
+  /// `transcoders`: per source stream, its re-encoder (null: copied);
   /// `origin` and `end` in `tb`.
-  AudioPackets(AVFormatContext* in, std::vector<int> map, int64_t origin, int64_t end, AVRational tb, std::string path)
-      : in_(in), map_(std::move(map)), origin_(origin), end_(end), tb_(tb), path_(std::move(path)) {
+  AudioPackets(AVFormatContext* in, std::vector<int> map,
+               std::vector<std::unique_ptr<ffmpeg::AudioTranscoder>>* transcoders, int64_t origin, int64_t end,
+               AVRational tb, std::string path)
+      : in_(in), map_(std::move(map)), transcoders_(transcoders), origin_(origin), end_(end), tb_(tb),
+        path_(std::move(path)) {
     preroll_.resize(map_.size());
     started_.assign(map_.size(), false);
+    if (in_ != nullptr) packet_ = ffmpeg::alloc_packet(path_);
   }
 
-  /// The next packet into `out` (stream_index still the source's, timestamps
-  /// in its time base); false at the end.
-  bool next(AVPacket* out) {
+  /// The next packet into `out`: stream_index the output's, timestamps in `*tb`; false at the end.
+  bool next(AVPacket* out, AVRational* tb) {
     for (;;) {
       if (!ready_.empty()) {
-        av_packet_move_ref(out, ready_.front().get());
+        av_packet_move_ref(out, ready_.front().packet.get());
+        *tb = ready_.front().tb;
         ready_.pop_front();
         return true;
       }
-      if (in_ == nullptr) return false;
-      const int rc = av_read_frame(in_, out);
-      if (rc == AVERROR_EOF) return false;
-      if (rc < 0) ffmpeg::throw_av_error(rc, "cannot read the audio of", path_);
-      const size_t src = static_cast<size_t>(out->stream_index);
-      if (src >= map_.size() || map_[src] < 0 || out->pts == AV_NOPTS_VALUE) {
-        av_packet_unref(out);
+      if (in_ == nullptr || done_) return false;
+      AVPacket* pkt = packet_.get();
+      const int rc = av_read_frame(in_, pkt);
+      if (rc == AVERROR_EOF) {
+        done_ = true;
+        for (size_t src = 0; src < map_.size(); ++src)
+          if (ffmpeg::AudioTranscoder* t = transcoder(src)) {
+            t->finish();
+            collect(src);
+          }
         continue;
       }
+      if (rc < 0) ffmpeg::throw_av_error(rc, "cannot read the audio of", path_);
+      ffmpeg::PacketUnref unref(pkt);
+      const size_t src = static_cast<size_t>(pkt->stream_index);
+      if (src >= map_.size() || map_[src] < 0 || pkt->pts == AV_NOPTS_VALUE) continue;
       const AVRational stream_tb = in_->streams[src]->time_base;
       const int64_t shift = av_rescale_q(origin_, tb_, stream_tb);
-      out->pts -= shift;
-      if (out->dts != AV_NOPTS_VALUE) out->dts -= shift;
-      if (out->pts >= av_rescale_q(end_, tb_, stream_tb)) {  // after the video's end
-        av_packet_unref(out);
+      pkt->pts -= shift;
+      if (pkt->dts != AV_NOPTS_VALUE) pkt->dts -= shift;
+      if (pkt->pts >= av_rescale_q(end_, tb_, stream_tb)) continue;  // after the video's end
+      if (ffmpeg::AudioTranscoder* t = transcoder(src)) {
+        t->send(pkt);
+        collect(src);
         continue;
       }
-      if (out->pts + std::max<int64_t>(out->duration, 0) <= 0) {  // before the first frame
+      if (pkt->pts + std::max<int64_t>(pkt->duration, 0) <= 0) {  // before the first frame
         if (!preroll_[src]) preroll_[src] = ffmpeg::alloc_packet(path_);
         av_packet_unref(preroll_[src].get());
-        av_packet_move_ref(preroll_[src].get(), out);
+        av_packet_move_ref(preroll_[src].get(), pkt);
         continue;
       }
       if (!started_[src]) {
         started_[src] = true;
-        if (preroll_[src] && preroll_[src]->data != nullptr) {
-          ready_.push_back(std::move(preroll_[src]));
-          ffmpeg::PacketPtr current = ffmpeg::alloc_packet(path_);
-          av_packet_move_ref(current.get(), out);
-          ready_.push_back(std::move(current));
-          continue;
-        }
+        if (preroll_[src] && preroll_[src]->data != nullptr) push(std::move(preroll_[src]), src, stream_tb);
       }
-      return true;
+      ffmpeg::PacketPtr copy = ffmpeg::alloc_packet(path_);
+      av_packet_move_ref(copy.get(), pkt);
+      push(std::move(copy), src, stream_tb);
     }
   }
 
  private:
+  ffmpeg::AudioTranscoder* transcoder(size_t src) const {
+    return transcoders_ != nullptr && src < transcoders_->size() ? (*transcoders_)[src].get() : nullptr;
+  }
+  void push(ffmpeg::PacketPtr packet, size_t src, AVRational tb) {
+    packet->stream_index = map_[src];
+    ready_.push_back({std::move(packet), tb});
+  }
+  void collect(size_t src) {
+    ffmpeg::AudioTranscoder* t = transcoder(src);
+    for (ffmpeg::PacketPtr p; t->receive(&p);) push(std::move(p), src, t->encoder()->time_base);
+  }
+
+  struct Ready {
+    ffmpeg::PacketPtr packet;
+    AVRational tb;
+  };
   AVFormatContext* in_;  // not owned; null for no audio
   std::vector<int> map_;
+  std::vector<std::unique_ptr<ffmpeg::AudioTranscoder>>* transcoders_;  // not owned
   int64_t origin_;
   int64_t end_;
   AVRational tb_;
   std::string path_;
+  ffmpeg::PacketPtr packet_;
+  bool done_ = false;
   std::vector<ffmpeg::PacketPtr> preroll_;
   std::vector<bool> started_;
-  std::deque<ffmpeg::PacketPtr> ready_;
+  std::deque<Ready> ready_;
 };
 
 }  // namespace
@@ -357,6 +389,7 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
               total_span * video_tb.num, INT_MAX);
 
     ffmpeg::InputFormatPtr audio_in;
+    std::vector<std::unique_ptr<ffmpeg::AudioTranscoder>> transcoders;  // per source stream; null: copied
     std::vector<int> audio_map;  // source stream index -> output stream index, -1 = not copied
     int64_t audio_origin = 0;    // in video_tb
     if (!options.audio_source.empty()) {
@@ -371,23 +404,42 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
         audio_origin = av_rescale_q(sv->start_time, sv->time_base, video_tb);
       }
       if (options.times.empty()) audio_origin += first.start;  // with times, output time is source time
-      for (unsigned i = 0; i < audio_in->nb_streams; ++i) {
-        const AVStream* in = audio_in->streams[i];
-        if (in->codecpar->codec_type != AVMEDIA_TYPE_AUDIO) continue;
-        if (!ffmpeg::format_can_carry(out->oformat, in->codecpar->codec_id)) {
-          throw VideoError(std::string("the ") + avcodec_get_name(in->codecpar->codec_id) + " audio of '" + src +
-                               "' cannot be copied into the " + out->oformat->name + " file '" + output +
-                               "' without re-encoding; write a .mkv or .mov output, or leave out the audio",
-                           src);
+      std::vector<ConcatOptions::AudioTrack> tracks = options.audio_tracks;
+      if (tracks.empty()) {
+        for (unsigned i = 0; i < audio_in->nb_streams; ++i)
+          if (audio_in->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) tracks.push_back({static_cast<int>(i), ""});
+      }
+      transcoders.resize(audio_in->nb_streams);
+      for (const ConcatOptions::AudioTrack& track : tracks) {
+        const int i = track.source_stream;
+        if (i < 0 || i >= static_cast<int>(audio_in->nb_streams) ||
+            audio_in->streams[i]->codecpar->codec_type != AVMEDIA_TYPE_AUDIO) {
+          throw VideoError("stream " + std::to_string(i) + " of '" + src + "' is not an audio stream", src);
         }
+        const AVStream* in = audio_in->streams[i];
         AVStream* st = avformat_new_stream(out.get(), nullptr);
         if (st == nullptr) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot add an audio stream to", output);
-        VIA_AV_CHECK(avcodec_parameters_copy(st->codecpar, in->codecpar), "cannot set up the audio of", output);
-        st->codecpar->codec_tag = 0;
-        st->time_base = in->time_base;
+        if (track.encoder.empty()) {
+          if (!ffmpeg::format_can_carry(out->oformat, in->codecpar->codec_id)) {
+            throw VideoError(std::string("the ") + avcodec_get_name(in->codecpar->codec_id) + " audio of '" + src +
+                                 "' cannot be copied into the " + out->oformat->name + " file '" + output +
+                                 "' without re-encoding; write a .mkv or .mov output, or leave out the audio",
+                             src);
+          }
+          VIA_AV_CHECK(avcodec_parameters_copy(st->codecpar, in->codecpar), "cannot set up the audio of", output);
+          st->codecpar->codec_tag = 0;
+          st->time_base = in->time_base;
+        } else {
+          const int64_t end = av_rescale_q(total_span, video_tb, in->time_base);
+          const bool global_header = (out->oformat->flags & AVFMT_GLOBALHEADER) != 0;
+          transcoders[i] = std::make_unique<ffmpeg::AudioTranscoder>(in, track.encoder, end, global_header, src);
+          const AVCodecContext* enc = transcoders[i]->encoder();
+          VIA_AV_CHECK(avcodec_parameters_from_context(st->codecpar, enc), "cannot set up the audio of", output);
+          st->time_base = enc->time_base;
+        }
         st->disposition = in->disposition;
         av_dict_copy(&st->metadata, in->metadata, 0);  // language, title
-        audio_map[i] = st->index;
+        audio_map[static_cast<size_t>(i)] = st->index;
         ++result.audio_streams;
       }
     }
@@ -402,11 +454,12 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
     SegmentPackets video_packets(scans, timeline);
     ffmpeg::PacketPtr vpkt = ffmpeg::alloc_packet(output);
     ffmpeg::PacketPtr apkt = ffmpeg::alloc_packet(output);
-    AudioPackets audio_packets(audio_in.get(), audio_map, audio_origin, total_span, video_tb, options.audio_source);
+    AudioPackets audio_packets(audio_in.get(), audio_map, &transcoders, audio_origin, total_span, video_tb,
+                               options.audio_source);
+    AVRational audio_tb{1, 1};
     bool have_video = video_packets.next(vpkt.get());
-    bool have_audio = audio_packets.next(apkt.get());
+    bool have_audio = audio_packets.next(apkt.get(), &audio_tb);
     while (have_video || have_audio) {
-      const AVRational audio_tb = have_audio ? audio_in->streams[apkt->stream_index]->time_base : AVRational{1, 1};
       const bool take_video =
           have_video &&
           (!have_audio ||
@@ -420,12 +473,11 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
           ffmpeg::throw_av_error(rc, "cannot write segment '" + video_packets.current_path() + "' into", part);
         have_video = video_packets.next(vpkt.get());
       } else {
-        AVStream* st = out->streams[audio_map[static_cast<size_t>(apkt->stream_index)]];
-        apkt->stream_index = st->index;
+        const AVStream* st = out->streams[apkt->stream_index];
         apkt->pos = -1;
         av_packet_rescale_ts(apkt.get(), audio_tb, st->time_base);
         VIA_AV_CHECK(av_interleaved_write_frame(out.get(), apkt.get()), "cannot write the audio into", part);
-        have_audio = audio_packets.next(apkt.get());
+        have_audio = audio_packets.next(apkt.get(), &audio_tb);
       }
     }
     VIA_AV_CHECK(av_write_trailer(out.get()), "cannot finish writing", part);

@@ -1,9 +1,10 @@
 #pragma once
 // Segments: a render encodes each chunk of frames (a contiguous range
 // [first, first + n)) as its own video file, then joins the files in order
-// into the output and puts the source's audio back. Nothing is re-encoded
-// when joining: video and audio packets are copied (libavformat, no ffmpeg
-// command).
+// into the output and puts the source's audio back. The video is never
+// re-encoded when joining: its packets are copied (libavformat, no ffmpeg
+// command); audio is copied too, unless the caller asks for re-encoding
+// (audio the container cannot hold).
 //
 // Writing a segment: VideoWriter with EncodeOptions::times = the source's
 // VideoInfo::frame_times.slice(first, n), at the source's frame rate, with the
@@ -28,6 +29,15 @@ struct ConcatOptions {
   /// after the last frame's end: audio packets starting at or after it are
   /// dropped, so the audio ends within one audio frame of the video.
   std::string audio_source;
+  /// Which audio streams of audio_source go into the output, in this order,
+  /// and how: copied (`encoder` empty) or re-encoded with an FFmpeg encoder
+  /// ("aac", "libopus"), with the same alignment and cut, to the sample.
+  /// Empty: every audio stream, copied.
+  struct AudioTrack {
+    int source_stream = -1;  // index among audio_source's streams
+    std::string encoder;     // "" = stream copy
+  };
+  std::vector<AudioTrack> audio_tracks;
   /// The frames' times, as given to the segments' writers (the source's
   /// VideoInfo::frame_times): the output's frames get exactly these times and
   /// durations, and its video ends at times.end, so a variable frame rate and
@@ -43,11 +53,11 @@ struct ConcatOptions {
 struct ConcatResult {
   int64_t frames = 0;     // video frames in the output
   double duration = 0.0;  // video duration, seconds
-  int audio_streams = 0;  // audio streams copied
+  int audio_streams = 0;  // audio streams written (copied or re-encoded)
 };
 
-/// Joins `segments` (in order) into `output`, copying their video packets and
-/// the audio streams of options.audio_source.
+/// Joins `segments` (in order) into `output`, copying their video packets, and
+/// the audio streams of options.audio_source (copied or re-encoded).
 ///
 /// The segments must be contiguous: each starts where the one before ends
 /// (checked on their timestamps: against ConcatOptions::times within one tick,
@@ -58,9 +68,10 @@ struct ConcatResult {
 ///
 /// Throws VideoError naming the offending file when a segment is missing,
 /// damaged, out of order, or differs in encoding, and when an audio stream's
-/// codec cannot be stored in the output's container without re-encoding (for
-/// example pcm_s16le in MP4): this function never re-encodes; write a .mkv or
-/// .mov output for such audio, or leave audio_source empty.
+/// codec cannot be stored in the output's container and is to be copied (for
+/// example pcm_s16le in MP4): re-encode it (ConcatOptions::audio_tracks;
+/// io/output_format.h decides which before a render starts), write a .mkv or
+/// .mov output, or leave audio_source empty.
 ConcatResult concat_segments(const std::vector<std::string>& segments, const std::string& output,
                              const ConcatOptions& options = {});
 

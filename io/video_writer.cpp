@@ -7,6 +7,7 @@ extern "C" {
 #include <algorithm>
 #include <filesystem>
 #include <iterator>
+#include <utility>
 #include <system_error>
 
 #include "io/ffmpeg_common.h"
@@ -127,9 +128,11 @@ class VideoWriter::Impl {
 
  private:
   void open(Rational rate) {
-    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+    const bool vp9 = options_.codec == VideoCodec::VP9;
+    const char* encoder_name = vp9 ? "libvpx-vp9" : "libx264";
+    const AVCodec* codec = avcodec_find_encoder_by_name(encoder_name);
     if (codec == nullptr) {
-      throw VideoError("cannot encode '" + path_ + "': this FFmpeg was built without libx264", path_);
+      throw VideoError("cannot encode '" + path_ + "': this FFmpeg was built without " + encoder_name, path_);
     }
     out_ = ffmpeg::open_output(path_, part_path_);
     encoder_.reset(avcodec_alloc_context3(codec));
@@ -149,23 +152,29 @@ class VideoWriter::Impl {
     enc->color_range = AVCOL_RANGE_MPEG;
     enc->thread_count = options_.threads;
     if (out_->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    VIA_AV_CHECK(av_opt_set(enc->priv_data, "preset", options_.preset.c_str(), 0),
-                 "cannot set preset '" + options_.preset + "' for", path_);
-    VIA_AV_CHECK(av_opt_set_double(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
-    // x264's macroblock tree gave different bitstreams for the same frames
-    // from run to run inside a render (measured: 1 encode in ~10 differed;
-    // none of 45 without it), which would break docs/ARCHITECTURE.md §7 (decoded output
-    // bit-identical for any rank count). It costs a little compression.
-    // The cause is x264's AVX-512 code: with mbtree on and x264's asm limited
-    // to AVX2 (or off), 4 renders x 12 segments were identical; with AVX-512,
-    // 5 of 12 differed. Never seen in a process without libtorch. Keeping
-    // mbtree off is also what keeps nodes with other CPUs bit-identical: the
-    // macroblock tree is float code whose SIMD versions may round differently
-    // from CPU to CPU (not checked), while x264's integer code is bit-exact.
-    VIA_AV_CHECK(av_opt_set(enc->priv_data, "x264-params", "mbtree=0", 0), "cannot set x264's options for", path_);
+    if (vp9) {
+      set_vp9_options(enc);
+    } else {
+      VIA_AV_CHECK(av_opt_set(enc->priv_data, "preset", options_.preset.c_str(), 0),
+                   "cannot set preset '" + options_.preset + "' for", path_);
+      VIA_AV_CHECK(av_opt_set_double(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
+      // x264's macroblock tree gave different bitstreams for the same frames
+      // from run to run inside a render (measured: 1 encode in ~10 differed;
+      // none of 45 without it), which would break docs/ARCHITECTURE.md §7 (decoded output
+      // bit-identical for any rank count). It costs a little compression.
+      // The cause is x264's AVX-512 code: with mbtree on and x264's asm limited
+      // to AVX2 (or off), 4 renders x 12 segments were identical; with AVX-512,
+      // 5 of 12 differed. Never seen in a process without libtorch. Keeping
+      // mbtree off is also what keeps nodes with other CPUs bit-identical: the
+      // macroblock tree is float code whose SIMD versions may round differently
+      // from CPU to CPU (not checked), while x264's integer code is bit-exact.
+      VIA_AV_CHECK(av_opt_set(enc->priv_data, "x264-params", "mbtree=0", 0), "cannot set x264's options for", path_);
+    }
     const int rc = avcodec_open2(enc, codec, nullptr);
     if (rc < 0) {
-      ffmpeg::throw_av_error(rc, "cannot open the H.264 encoder (preset '" + options_.preset + "') for", path_);
+      ffmpeg::throw_av_error(rc, std::string("cannot open the ") + encoder_name + " encoder (preset '" +
+                                     options_.preset + "') for",
+                             path_);
     }
 
     stream_ = avformat_new_stream(out_.get(), nullptr);
@@ -190,6 +199,22 @@ class VideoWriter::Impl {
     frame_->colorspace = enc->colorspace;
     frame_->color_range = enc->color_range;
     VIA_AV_CHECK(av_frame_get_buffer(frame_.get(), 0), "cannot allocate a frame for", path_);
+  }
+
+  // libvpx-vp9 in constant quality (bit rate 0), one thread and no row
+  // multithreading, so a segment's bitstream does not depend on the machine.
+  void set_vp9_options(AVCodecContext* enc) {
+    enc->bit_rate = 0;
+    static const std::pair<const char*, int> kSpeed[] = {
+        {"placebo", 0}, {"veryslow", 0}, {"slower", 1}, {"slow", 2},      {"medium", 3},
+        {"fast", 4},    {"faster", 5},   {"veryfast", 5}, {"superfast", 5}, {"ultrafast", 5}};
+    int speed = 3;
+    for (const auto& [name, value] : kSpeed)
+      if (options_.preset == name) speed = value;
+    VIA_AV_CHECK(av_opt_set_int(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
+    VIA_AV_CHECK(av_opt_set(enc->priv_data, "deadline", "good", 0), "cannot set libvpx's deadline for", path_);
+    VIA_AV_CHECK(av_opt_set_int(enc->priv_data, "cpu-used", speed, 0), "cannot set libvpx's speed for", path_);
+    VIA_AV_CHECK(av_opt_set_int(enc->priv_data, "row-mt", 0, 0), "cannot set libvpx's threading for", path_);
   }
 
   // Moves every packet the encoder has ready into the file.

@@ -1,9 +1,10 @@
 #pragma once
-// Writing videos: RGB24 frames -> H.264 (libx264), yuv420p, in MP4.
+// Writing videos: RGB24 frames -> H.264 (libx264) or VP9 (libvpx-vp9), yuv420p, in MP4.
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "io/output_format.h"
 #include "io/resize.h"
 #include "io/video_error.h"
 #include "io/video_types.h"
@@ -12,6 +13,10 @@ namespace via::io {
 
 /// Encoder settings.
 struct EncodeOptions {
+  /// H.264 (libx264), or VP9 (libvpx-vp9) for outputs in WebM. With VP9, `crf`
+  /// is libvpx's constant quality (0-63; 0-51 used here) and `preset` maps to
+  /// its speed (cpu-used: veryslow and slower 0 ... faster and faster still 5).
+  VideoCodec codec = VideoCodec::H264;
   /// x264 constant rate factor: 0 (lossless) .. 51; 18 is visually lossless.
   int crf = 18;
   /// x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow,
@@ -34,7 +39,7 @@ struct EncodeOptions {
   FrameTimes times;
 };
 
-/// Encodes RGB24 frames as H.264 (libx264, yuv420p, BT.709 limited range,
+/// Encodes RGB24 frames as H.264 (libx264) or VP9 (yuv420p, BT.709 limited range,
 /// square pixels) at a constant frame rate or at the given frame times
 /// (EncodeOptions::times), in the container the file name asks for (MP4 for
 /// ".mp4" and for names FFmpeg does not know).
