@@ -37,6 +37,7 @@ int run(const RenderCommand& cmd, comm::Communicator& comm, int ranks_on_node, i
                                              : "");
   rank::JobOptions options;
   options.resume = cmd.resume;
+  options.overwrite = cmd.overwrite;
   options.terminal = comm.rank() == 0 && isatty(STDERR_FILENO);
   options.cuda_device = cuda_device;
   return rank::run_render_job(cmd.settings, cmd.workdir, options, comm);

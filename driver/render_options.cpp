@@ -61,6 +61,7 @@ po::options_description render_options(RenderCommand& cmd) {
   group("input and output").add_options()
       ("workdir", po::value(&cmd.workdir)->required(), "work directory: settings, adaptation, checkpoints, segments")
       ("resume", po::bool_switch(&cmd.resume), "continue the render in --workdir (starts one if it is empty)")
+      ("overwrite", po::bool_switch(&cmd.overwrite), "replace an existing --output (one this work directory wrote is replaced anyway)")
       ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "CPU threads per rank (0: this machine's cores shared by its ranks)");
   po::options_description all("render options");
   for (const auto& [name, g] : groups) all.add(g);
@@ -99,6 +100,7 @@ std::vector<std::string> render_arguments(const RenderCommand& cmd) {
     args.push_back(std::to_string(cmd.threads));
   }
   if (cmd.resume) args.push_back("--resume");
+  if (cmd.overwrite) args.push_back("--overwrite");
   return args;
 }
 

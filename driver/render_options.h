@@ -15,10 +15,12 @@ struct RenderCommand {
   std::string workdir;
   int threads = 0;      // CPU threads per rank (0: the cores of this machine / ranks on it)
   bool resume = false;  // continue the render in workdir
+  bool overwrite = false;  // replace an existing output another work directory (or nobody) wrote
 };
 
 /// The options of `via render`, bound to `cmd` (defaults from it): one per
-/// row of rank::settings_table(), plus --workdir, --resume and --threads.
+/// row of rank::settings_table(), plus --workdir, --resume, --overwrite and
+/// --threads (what this command may do, not what the render is).
 po::options_description render_options(RenderCommand& cmd);
 
 /// After parsing: validates the settings (UsageError naming the setting) and
@@ -29,7 +31,7 @@ void finish_render_command(RenderCommand& cmd);
 /// The `via render` arguments that reproduce `cmd`: every setting, defaults
 /// included (a job script run after an upgrade that changed a default must
 /// still match its work directory), but an empty --mask; plus --workdir, and
-/// --threads and --resume when set.
+/// --threads, --resume and --overwrite when set.
 std::vector<std::string> render_arguments(const RenderCommand& cmd);
 
 }  // namespace via::driver

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "io/output_format.h"
 #include "io/video_reader.h"
 #include "rank/progress.h"
 #include "rank/stop.h"
@@ -172,7 +173,10 @@ class RenderJob {
 
   int run() {
     prepare();
-    if (root_) log((resumed_ ? "resuming in " : "work directory ") + dir_.root);
+    if (root_) {
+      log((resumed_ ? "resuming in " : "work directory ") + dir_.root);
+      log("output: " + settings_.output + ", " + output_.describe());
+    }
     // A failure or stop from here on is recorded in attempts.jsonl for `via status`.
     std::unique_ptr<LastWords> last_words;
     if (root_)
@@ -213,6 +217,10 @@ class RenderJob {
         const io::VideoInfo video = io::probe_video(settings_.input);
         if (video.frame_count < 1) throw std::runtime_error(settings_.input + ": the video has no frames");
         check_model_and_output(settings_);
+        // The container, its encoders and the audio's fate: a problem here
+        // would otherwise surface at the final join, after every frame.
+        output_ = io::plan_output(settings_.output, video, settings_.audio);
+        check_output_replaceable(dir_, settings_.output, options_.overwrite);
         lock_ = std::make_unique<WorkDirLock>(dir_);
         resumed_ = prepare_workdir(dir_, settings_, options_.resume);
         plan_ = {video.frame_count, settings_.chunk_frames};
@@ -225,9 +233,19 @@ class RenderJob {
 
   // 2. Every rank loads the model.
   void load() {
+    if (root_) log("loading the model " + settings_.model);
     const Outcome mine = attempt([&] {
       const LogFn log = [this](const std::string& line) { console_.log(line); };
       renderer_ = std::make_unique<Renderer>(settings_, workdir_, root_ ? log : LogFn{}, options_.cuda_device);
+      if (root_) {
+        live_ = std::make_unique<LiveProgress>(
+            options_.terminal, [this](const std::string& line, bool in_place) { console_.progress(line, in_place); });
+        renderer_->set_progress([this](const std::string& stage, const std::string& line) {
+          if (stage != stage_) write_rank_progress(dir_, rank_, stage, -1);  // `via status` shows the stage
+          stage_ = stage;
+          live_->update(stage, line);
+        });
+      }
     });
     act_together(first_failure(comm_, mine), "cannot start", root_);
     plan_ = renderer_->plan();
@@ -335,6 +353,7 @@ class RenderJob {
     }
     if (!errors.empty()) log("warning: " + errors + " (the other ranks finished its chunks)");
     r.assemble();
+    record_output(dir_, settings_.output);  // a later command may write it again without --overwrite
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     int64_t frames = 0;
     for (const StageTimes& t : times) frames += t.frames;
@@ -355,11 +374,14 @@ class RenderJob {
   std::unique_ptr<WorkDirLock> lock_;  // rank 0, for the whole render
   ChunkPlan plan_;
   bool resumed_ = false;  // rank 0: the directory already held this render
+  io::OutputPlan output_;  // rank 0: what the output will be, decided before any compute
   std::unique_ptr<Renderer> renderer_;
   Outcome mine_;                // this rank's outcome so far
   int64_t cursor_ = 0;          // where next_chunk() looks next
   int64_t first_chunk_ = -1;    // claimed and prefetched while rank 0 adapts
   std::unique_ptr<ProgressReporter> reporter_;
+  std::unique_ptr<LiveProgress> live_;  // rank 0: the adaptation's steps
+  std::string stage_;                   // rank 0: the adaptation's stage now
 };
 
 }  // namespace

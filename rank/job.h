@@ -31,6 +31,7 @@ namespace via::rank {
 
 struct JobOptions {
   bool resume = false;     // continue the render in the work directory
+  bool overwrite = false;  // replace an existing output this work directory did not write
   bool terminal = false;   // progress updated in place (stderr is a terminal)
   int cuda_device = -1;    // see Renderer
 };

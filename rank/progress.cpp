@@ -34,6 +34,8 @@ void append_line(const WorkDir& dir, const nlohmann::json& j) {
   out << j.dump() << "\n";
 }
 
+}  // namespace
+
 std::string duration_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const auto s = static_cast<int64_t>(std::llround(seconds));
@@ -44,7 +46,18 @@ std::string duration_text(double seconds) {
   return buf;
 }
 
-}  // namespace
+LiveProgress::LiveProgress(bool terminal, Print print, std::chrono::milliseconds interval)
+    : terminal_(terminal), print_(std::move(print)), interval_(interval) {}
+
+bool LiveProgress::update(const std::string& stage, const std::string& line) {
+  const auto now = std::chrono::steady_clock::now();
+  const auto wait = terminal_ ? std::chrono::milliseconds(100) : interval_;
+  if (stage == stage_ && now - last_ < wait) return false;
+  stage_ = stage;
+  last_ = now;
+  print_(line, terminal_);
+  return true;
+}
 
 SlurmJob SlurmJob::from_environment() {
   SlurmJob job;

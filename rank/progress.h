@@ -90,4 +90,27 @@ class ProgressReporter {
   std::chrono::steady_clock::time_point start_;
 };
 
+/// Rank 0's progress inside the adaptation's stages (candidates, fine-tuning
+/// steps, gather), as they go, so a long adaptation is never silent: on a
+/// terminal each update replaces the line in place (at most ten a second);
+/// otherwise the first update of each stage is printed at once and then a
+/// plain line at most every `interval`.
+class LiveProgress {
+ public:
+  using Print = ProgressReporter::Print;
+  LiveProgress(bool terminal, Print print, std::chrono::milliseconds interval = std::chrono::seconds(5));
+  /// Shows `line`, the progress of `stage`, when it is due; true when shown.
+  bool update(const std::string& stage, const std::string& line);
+
+ private:
+  bool terminal_;
+  Print print_;
+  std::chrono::milliseconds interval_;
+  std::string stage_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+/// "42s", "3m05s", "1h02m"; "?" when not finite.
+std::string duration_text(double seconds);
+
 }  // namespace via::rank

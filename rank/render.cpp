@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include "adaptation/finetune.h"
 #include "adaptation/latent_blend.h"
@@ -14,23 +16,16 @@
 #include "base/random.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
+#include "io/output_format.h"
 #include "io/segments.h"
 #include "io/video_writer.h"
 #include "model/dtype.h"
+#include "rank/progress.h"
 #include "rank/stop.h"
 
 namespace fs = std::filesystem;
 
 namespace via::rank {
-namespace {
-
-// Adaptation's denoising and fine-tuning steps end at a stop request like the
-// render's do: a stop in adaptation loses at most the stage in hand.
-model::StepHook stop_check() {
-  return [](const model::StepInfo&, at::Tensor&) { throw_if_stopped(); };
-}
-
-}  // namespace
 
 Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int cuda_device)
     : settings_(std::move(settings)), dir_{std::move(workdir)}, log_(std::move(log)) {
@@ -69,6 +64,20 @@ c10::Device Renderer::device() const { return model_->options().device; }
 
 void Renderer::log(const std::string& line) const {
   if (log_) log_(line);
+}
+
+model::StepHook Renderer::step_progress(const std::string& stage, const std::string& unit, int64_t count) const {
+  auto calls = std::make_shared<int64_t>(0);
+  return [this, stage, unit, count, calls](const model::StepInfo& info, at::Tensor&) {
+    throw_if_stopped();
+    if (!progress_) return;
+    const int64_t done = (*calls)++ / std::max<int64_t>(1, info.num_steps);  // edits finished before this one
+    char line[160];
+    std::snprintf(line, sizeof(line), "%s: %s %lld/%lld, step %lld/%lld", stage.c_str(), unit.c_str(),
+                  static_cast<long long>(std::min(done + 1, count)), static_cast<long long>(count),
+                  static_cast<long long>(info.step + 1), static_cast<long long>(info.num_steps));
+    progress_(stage, line);
+  };
 }
 
 at::Tensor Renderer::source_frame(int64_t frame) {
@@ -141,8 +150,17 @@ void Renderer::adapt() {
       lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), lo);
       lora_->attach(*model_->unet());
     }
-    const adapt::FinetuneResult result =
-        adapt::finetune(*model_, latents, ft, lora_.get(), [](const adapt::StepReport&) { throw_if_stopped(); });
+    const auto on_step = [this](const adapt::StepReport& r) {
+      throw_if_stopped();
+      if (!progress_) return;
+      const double done = static_cast<double>(r.step + 1), rate = r.seconds > 0 ? done / r.seconds : 0.0;
+      char line[160];
+      std::snprintf(line, sizeof(line), "fine-tuning: step %lld/%lld, loss %.4f, %.2f steps/s, ETA %s",
+                    static_cast<long long>(r.step + 1), static_cast<long long>(r.steps), r.loss, rate,
+                    rate > 0 ? duration_text((static_cast<double>(r.steps) - done) / rate).c_str() : "?");
+      progress_("fine-tuning", line);
+    };
+    const adapt::FinetuneResult result = adapt::finetune(*model_, latents, ft, lora_.get(), on_step);
     char line[160];
     std::snprintf(line, sizeof(line), "adaptation: fine-tuned (%s) %lld steps in %.1f s, loss %.4f -> %.4f",
                   adapt::finetune_mode_name(mode).c_str(), static_cast<long long>(result.losses.size()), result.seconds,
@@ -169,7 +187,8 @@ void Renderer::adapt() {
   std::string list;
   for (int64_t k : keys) list += (list.empty() ? "" : ", ") + std::to_string(k);
   log("gather: key frames " + list);
-  group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap, {}, nullptr, stop_check());
+  group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap, {}, nullptr,
+                               step_progress("gather", "key frame", static_cast<int64_t>(keys.size())));
   io::save_checkpoint(dir_.group(), group_.to_named(), {{"key_frames", list}});
   log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
 }
@@ -186,7 +205,7 @@ Renderer::RootPairImages Renderer::root_pair() {
   root.frame = settings_.root_frame >= 0 ? settings_.root_frame : random::root_frame(settings_.seed, video_.frame_count);
   root.candidates = settings_.candidates;
   root.root_seed = settings_.root_seed;
-  root.on_step = stop_check();
+  root.on_step = step_progress("candidates", "candidate", settings_.candidates);
   if (root.frame >= video_.frame_count)
     throw SettingsError("--root-frame " + std::to_string(root.frame) + " is past the video's last frame (" +
                         std::to_string(video_.frame_count - 1) + ")");
@@ -282,6 +301,7 @@ void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& laten
   io::EncodeOptions enc;
   enc.crf = static_cast<int>(settings_.crf);
   enc.preset = settings_.preset;
+  enc.codec = io::video_codec_for(settings_.output);  // VP9 for WebM
   const auto [first, count] = chunk_frames(chunk);
   enc.times = video_.frame_times.slice(first, count);  // the source's own times, variable rates too
   io::VideoWriter segment(dir_.chunk_segment(chunk), size_, video_.frame_rate, enc);
@@ -304,8 +324,10 @@ int64_t Renderer::render_chunk(int64_t chunk) {
   const std::string hash = settings_.hash();
   std::error_code ec;
   if (chunk_latents_done(dir_, chunk, plan(), hash)) {
-    if (fs::is_regular_file(dir_.chunk_segment(chunk), ec)) return 0;
-    // Latents kept, segment lost: decoding is all it takes.
+    const std::string segment = dir_.chunk_segment(chunk);
+    if (fs::is_regular_file(segment, ec) && segment_codec_fits(segment)) return 0;
+    // Latents kept, segment lost (or encoded for another container, when
+    // --output changed): decoding is all it takes.
     std::vector<at::Tensor> latents;
     {
       StageTimer timer(times_, Stage::Checkpoint);
@@ -357,12 +379,22 @@ int64_t Renderer::render_chunk(int64_t chunk) {
   return denoised;
 }
 
+bool Renderer::segment_codec_fits(const std::string& segment) const {
+  try {
+    return io::probe_video(segment).codec == io::video_codec_name(io::video_codec_for(settings_.output));
+  } catch (const io::VideoError&) {
+    return false;  // damaged: made again from the latents
+  }
+}
+
 void Renderer::assemble() {
   StageTimer timer(times_, Stage::Concat);
   std::vector<std::string> segments;
   for (int64_t c = 0; c < num_chunks(); ++c) segments.push_back(dir_.chunk_segment(c));
+  const io::OutputPlan plan = io::plan_output(settings_.output, video_, settings_.audio);
   io::ConcatOptions options;
-  options.audio_source = video_.audio.empty() ? "" : settings_.input;
+  options.audio_source = plan.audio.empty() ? "" : settings_.input;
+  for (const io::AudioTrackPlan& a : plan.audio) options.audio_tracks.push_back({a.source_stream, a.encoder});
   options.times = video_.frame_times;
   const io::ConcatResult r = io::concat_segments(segments, settings_.output, options);
   log("wrote " + settings_.output + ": " + std::to_string(r.frames) + " frames");

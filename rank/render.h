@@ -30,6 +30,10 @@ namespace via::rank {
 
 /// Receives one line of progress per event (stage changes, chunks done).
 using LogFn = std::function<void(const std::string& line)>;
+/// Receives the adaptation's progress as it goes: the stage ("candidates",
+/// "fine-tuning", "gather") and a line ("fine-tuning: step 3/100, loss ...")
+/// after every denoising or optimizer step; the receiver decides what to show.
+using ProgressFn = std::function<void(const std::string& stage, const std::string& line)>;
 
 /// Contract: construct (loads the video's facts and the model), adapt() once
 /// (or load_adaptation() with the files another process wrote, or
@@ -59,6 +63,8 @@ class Renderer {
   std::pair<int64_t, int64_t> chunk_frames(int64_t chunk) const { return plan().range(chunk); }
   /// Time spent so far, per stage.
   StageTimes& times() { return times_; }
+  /// Where adapt() reports its steps (nothing by default).
+  void set_progress(ProgressFn progress) { progress_ = std::move(progress); }
 
   /// Root candidates and choice, tuning set, fine-tuning and gather; writes
   /// the contact sheet, root pair, adapter and attention group to the work
@@ -100,6 +106,10 @@ class Renderer {
 
  private:
   void log(const std::string& line) const;
+  /// After each denoising step of `count` edits run one after another: the
+  /// stop check (a stop in adaptation loses at most the stage in hand) and
+  /// the progress ("candidates: candidate 2/4, step 7/20").
+  model::StepHook step_progress(const std::string& stage, const std::string& unit, int64_t count) const;
   adapt::SwapSettings swap_settings() const;
   at::Tensor image_latents(int64_t frame);
   struct RootPairImages {
@@ -108,10 +118,12 @@ class Renderer {
   RootPairImages root_pair();  // made, or loaded from an earlier attempt
   void load_adapter();
   void write_segment(int64_t chunk, const std::vector<at::Tensor>& latents);
+  bool segment_codec_fits(const std::string& segment) const;  // the codec --output's container takes
 
   RenderSettings settings_;
   WorkDir dir_;
   LogFn log_;
+  ProgressFn progress_;
   io::VideoInfo video_;
   io::Size size_;
   std::unique_ptr<io::VideoReader> reader_;

@@ -99,13 +99,21 @@ std::vector<SettingField> make_table() {
   schedulers.insert(schedulers.end(), model::kSchedulerKinds.begin(), model::kSchedulerKinds.end());
   std::vector<std::optional<c10::ScalarType>> dtypes = {std::nullopt};
   dtypes.insert(dtypes.end(), model::kComputeDtypes.begin(), model::kComputeDtypes.end());
-  SettingField output = required(member("output", io, &S::output, "edited video (MP4)"));
+  SettingField output = required(member("output", io, &S::output,
+                                        "edited video: .mp4, .mkv, .mov (H.264) or .webm (VP9)"));
   output.hashed = false;  // a resume may write elsewhere
+  SettingField audio = named<io::AudioMode>(
+      "audio", io, &S::audio, {io::AudioMode::Auto, io::AudioMode::Copy, io::AudioMode::Reencode, io::AudioMode::None},
+      [](io::AudioMode m) { return std::string(io::audio_mode_name(m)); },
+      "the source's audio: {choices} (auto: copied when the container takes it, else re-encoded to AAC, or "
+      "Opus in .webm)");
+  audio.hashed = false;  // only the final join reads it
 
   return {
       required(member("input", io, &S::input, "source video",
                       [](const S& s) { require(!s.input.empty(), "--input is required"); })),
       output,
+      audio,
       required(member("model", io, &S::model,
                       "InstructPix2Pix model: a diffusers folder or an original-layout .safetensors/.ckpt file",
                       [](const S& s) { require(!s.model.empty(), "--model is required"); })),

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "adaptation/modes.h"
+#include "io/output_format.h"
 #include "io/resize.h"
 #include "model/scheduler_kind.h"
 
@@ -79,7 +80,8 @@ struct RenderSettings {
   double mask_feather = 1.0;  // Gaussian sigma, latent pixels
 
   // Output. Chunks are the unit of work, of checkpoints and of segments.
-  std::string output;  // the only setting outside the hash: a resume may write elsewhere
+  std::string output;  // outside the hash (as is audio): a resume may write elsewhere
+  io::AudioMode audio = io::AudioMode::Auto;  // the source's audio in the output (io/output_format.h)
   int64_t crf = 18;
   std::string preset = "medium";
   int64_t chunk_frames = 16;
@@ -97,7 +99,7 @@ struct RenderSettings {
   /// Sets the setting `key` from its JSON value (a name for an enumerated
   /// setting); throws SettingsError naming the flag when it is not one.
   void set(const std::string& key, const nlohmann::json& value);
-  /// The hashed settings (all but `output`) and their hash (16 hex digits).
+  /// The hashed settings (all but `output` and `audio`) and their hash (16 hex digits).
   nlohmann::json hashed() const;
   std::string hash() const;
   /// The first hashed setting that differs from `other`'s, or "" when equal.
@@ -119,7 +121,7 @@ struct SettingField {
   std::string group;  // the help section
   std::string help;
   bool required = false;  // on the command line
-  bool hashed = true;     // all but output
+  bool hashed = true;     // all but output and audio: they change no computed frame
   Binding binding;
   std::function<nlohmann::json(const RenderSettings&)> get;
   /// Throws SettingsError naming the flag for a value of the wrong type or name.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -207,6 +208,37 @@ void check_model_and_output(const RenderSettings& settings) {
   if (::access(folder.c_str(), W_OK) != 0) throw SettingsError(cannot + folder.string() + " is not writable");
   // A diffusers folder or a single-file checkpoint (model/single_file.h).
   if (!fs::exists(settings.model, ec)) throw SettingsError("model " + settings.model + " does not exist");
+}
+
+namespace {
+
+// What identifies a file this directory wrote: its path, size and mtime.
+nlohmann::json file_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  return {{"path", fs::absolute(path).lexically_normal().string()},
+          {"size", static_cast<int64_t>(st.st_size)},
+          {"mtime_ns", static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec}};
+}
+
+}  // namespace
+
+void record_output(const WorkDir& dir, const std::string& output) {
+  try {
+    write_file_atomic(dir.output_record(), file_identity(output).dump(2) + "\n");
+  } catch (const std::exception&) {
+    // Informative: without it a later command needs --overwrite.
+  }
+}
+
+void check_output_replaceable(const WorkDir& dir, const std::string& output, bool overwrite) {
+  std::error_code ec;
+  if (overwrite || !fs::exists(output, ec)) return;
+  std::ifstream in(dir.output_record());
+  const nlohmann::json ours = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json now = file_identity(output);
+  if (!now.is_null() && ours == now) return;  // written by this directory and not touched since
+  throw SettingsError(output + " exists; pass --overwrite to replace it");
 }
 
 void write_plan(const WorkDir& dir, const ChunkPlan& plan) {

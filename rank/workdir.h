@@ -16,6 +16,7 @@
 //   claims/chunk_N           which rank took chunk N in the running attempt
 //   progress/rank_R.json     what rank R does now (for `via status`)
 //   timings.json             time per stage and rank of the last finished attempt
+//   output.json              the output this directory wrote: path, size, mtime
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -44,6 +45,7 @@ struct WorkDir {
   std::string adapter() const { return root + "/adapter.h5"; }
   std::string group() const { return root + "/attention_group.h5"; }
   std::string timings() const { return root + "/timings.json"; }
+  std::string output_record() const { return root + "/output.json"; }
   std::string frames_dir(int64_t chunk) const;
   std::string frame_latents(int64_t chunk, int64_t frame) const;
   std::string chunk_latents(int64_t chunk) const;
@@ -96,6 +98,15 @@ bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool re
 /// written (a new or regular file, not the input, in a writable directory)
 /// and its model exists. Throws SettingsError naming the path.
 void check_model_and_output(const RenderSettings& settings);
+
+/// Records the output this directory just wrote (its path, size and
+/// modification time), so a later command may write it again without
+/// --overwrite. Informative: a failure is not an error.
+void record_output(const WorkDir& dir, const std::string& output);
+/// Before anything is written: an existing `output` that this directory did
+/// not write (as record_output() left it, unchanged since) is refused unless
+/// `overwrite`. Throws SettingsError "OUTPUT exists; pass --overwrite to replace it".
+void check_output_replaceable(const WorkDir& dir, const std::string& output, bool overwrite);
 
 /// The video's frames and chunking, written by rank 0 at the start
 /// (plan.json), so `via status` needs neither the video nor the model.

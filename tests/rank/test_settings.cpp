@@ -50,6 +50,7 @@ RenderSettings every_field_changed() {
   s.noise = via::rank::NoiseMode::Shared;
   s.mask_feather = 2.5;
   s.output = "/out/edited.mp4";
+  s.audio = via::io::AudioMode::None;
   s.crf = 23;
   s.preset = "slow";
   s.chunk_frames = 8;
@@ -103,9 +104,10 @@ TEST(Settings, JsonRoundTripKeepsEverySetting) {
   EXPECT_EQ(s.difference_from(back), "");
 }
 
-TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPath) {
+TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPathAndAudio) {
   RenderSettings a = valid(), b = valid();
-  b.output = "elsewhere.mp4";
+  b.output = "elsewhere.webm";
+  b.audio = via::io::AudioMode::Reencode;  // only the final join reads it
   EXPECT_EQ(a.hash(), b.hash());
   EXPECT_EQ(a.first_difference(b), "");
   b.group_size = 6;
