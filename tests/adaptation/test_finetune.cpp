@@ -19,14 +19,15 @@
 #include "tests/support/tiny_model.h"
 
 using namespace via;
-using via::test::tiny_model;
-using via::test::tiny_model_dir;
 using via::adapt::FinetuneMode;
 using via::adapt::FinetuneOptions;
 using via::adapt::LoraAdapter;
 using via::adapt::LoraOptions;
 
 namespace {
+
+using test::tiny_model;
+using test::tiny_model_dir;
 
 // 32x48 source with structure in every channel, and an "edit" that is a
 // pixelwise function of it (so alignment can be checked after warping).

@@ -19,12 +19,13 @@
 
 namespace fs = std::filesystem;
 using namespace via;
-using via::test::tiny_model;
-using via::test::tiny_model_dir;
 using via::adapt::LoraAdapter;
 using via::adapt::LoraOptions;
 
 namespace {
+
+using test::tiny_model;
+using test::tiny_model_dir;
 
 model::UNet2DConditionModelImpl& tiny_unet() { return *tiny_model().unet(); }
 

@@ -25,12 +25,13 @@ using via::comm::CommError;
 using via::comm::MpiCommunicator;
 using via::comm::MpiOptions;
 using via::comm::ReduceOp;
-using via::test::expect_identical;
-using via::test::random_bits;
 
 // Counts the MPI_Bcast calls made (and the largest one in bytes) through the
 // MPI profiling interface: this definition takes the place of the library's.
 namespace {
+
+using via::test::expect_identical;
+using via::test::random_bits;
 int64_t g_bcast_calls = 0;
 int64_t g_bcast_largest = 0;
 }  // namespace

@@ -19,10 +19,11 @@
 using via::comm::MpiCommunicator;
 using via::comm::NcclCommunicator;
 using via::comm::ReduceOp;
-using via::test::expect_identical;
-using via::test::random_bits;
 
 namespace {
+
+using via::test::expect_identical;
+using via::test::random_bits;
 
 class NcclTest : public ::testing::Test {
  protected:

@@ -30,7 +30,6 @@ using via::io::CheckpointReader;
 using via::io::CheckpointWriter;
 using via::io::is_valid_checkpoint;
 using via::io::Verify;
-using via::test::random_bits;
 
 namespace {
 
@@ -142,7 +141,7 @@ TEST_F(CheckpointTest, RoundTripsEveryDtypeBitExact) {
       for (const auto& shape : shapes) {
         const std::string name = std::string(c10::toString(dtype)) + "/" + std::to_string(shape.size()) + "d" +
                                  std::to_string(written.size());
-        written[name] = random_bits(dtype, shape);
+        written[name] = via::test::random_bits(dtype, shape);
         w.write(name, written[name]);
       }
     // Every 16-bit pattern of half and bfloat16, and float specials.
