@@ -25,6 +25,17 @@ std::string data_dir() { return via::test::reference_data(); }
 
 std::string tokenizer_dir() { return data_dir() + "/tiny_ip2p/tokenizer"; }
 
+// The ModelError a tokenizer folder gives ("" and a failure when it loads).
+std::string tokenizer_error(const fs::path& dir) {
+  try {
+    ClipTokenizer tok(dir.string());
+  } catch (const ModelError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected ModelError";
+  return {};
+}
+
 TEST(ClipTokenizer, MatchesTheReferenceGoldens) {
   const ClipTokenizer tok(tokenizer_dir());
   const nlohmann::json golden = via::model::read_json_file(data_dir() + "/goldens/tokens.json");
@@ -122,15 +133,7 @@ class BrokenTokenizerTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  std::string error_of() const {
-    try {
-      ClipTokenizer tok(dir_.string());
-    } catch (const ModelError& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "expected ModelError";
-    return {};
-  }
+  std::string error_of() const { return tokenizer_error(dir_); }
   nlohmann::json vocab() const { return via::model::read_json_file((dir_ / "vocab.json").string()); }
   void write(const std::string& name, const std::string& text) const { std::ofstream(dir_ / name) << text; }
 
@@ -232,15 +235,7 @@ class TokenizerJsonTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
   void write(const nlohmann::json& j) const { std::ofstream(dir_ / "tokenizer.json") << j.dump(); }
-  std::string error_of() const {
-    try {
-      ClipTokenizer tok(dir_.string());
-    } catch (const ModelError& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "expected ModelError";
-    return {};
-  }
+  std::string error_of() const { return tokenizer_error(dir_); }
   fs::path dir_;
   nlohmann::json json_;
 };
