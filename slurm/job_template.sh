@@ -33,11 +33,13 @@
 # Exit status: 0 when the output is written, 75 when stopped for a later
 # resume, otherwise the render's own exit status (1: an error, in the log).
 # A job ended by Slurm itself (scancel, preemption) may show Slurm's status
-# instead. What the work directory records is authoritative:
+# instead, and srun signalled itself with SIGTERM kills the ranks with
+# SIGKILL and exits 137. What the work directory records is authoritative:
 # `via status --json WORKDIR` gives "state": "stopped by SIGTERM" (SIGUSR1,
-# SIGINT) when the render stopped with its finished work kept (resume it),
-# "failed" (and "message") on an error, "finished" when the output is
-# written; the ranks record a stop as soon as the signal arrives.
+# SIGINT) when the render stopped with its finished work kept, "stopped
+# without a record (killed?)" when the ranks were killed outright (both:
+# resume it), "failed" (and "message") on an error, "finished" when the
+# output is written; the ranks record a stop as soon as the signal arrives.
 #
 #SBATCH --job-name={{job_name}}
 #SBATCH --nodes={{nodes}}
