@@ -130,9 +130,9 @@ std::vector<SettingField> make_table() {
              }),
       named<io::ResizeMode>("resize", io, &S::resize, {io::ResizeMode::fit, io::ResizeMode::crop, io::ResizeMode::stretch},
                             [](io::ResizeMode m) { return std::string(io::to_string(m)); }, "aspect policy: {choices}"),
-      member("crf", io, &S::crf, "H.264 quality (0-51, lower is better)",
+      member("crf", io, &S::crf, "quality (0-51, lower is better): x264's CRF, libvpx's for .webm",
              [](const S& s) { require(s.crf >= 0 && s.crf <= 51, "--crf must be between 0 and 51"); }),
-      member("preset", io, &S::preset, "x264 preset"),
+      member("preset", io, &S::preset, "x264 preset (for .webm: libvpx's speed, veryslow 0 ... faster 5)"),
       member("chunk_frames", io, &S::chunk_frames, "frames per chunk (unit of work and checkpoint)",
              [](const S& s) { require(s.chunk_frames >= 1, "--chunk-frames must be at least 1"); }),
 
