@@ -204,9 +204,10 @@ FinetuneResult finetune(const model::InstructPix2Pix& model, const TuningLatents
   if (!lora && adapter != nullptr) throw std::invalid_argument("full fine-tuning takes no LoRA adapter");
 
   const Objective obj = make_objective(model);
-  // On the CPU, group norm's backward pass, layer norm's weight gradient and
-  // the sums of the loss and the gradient norm give other bits for another
-  // intra-op thread count (bench/thread_determinism.cpp); the adapter is made
+  // On the CPU, group norm's backward pass, layer norm's and oneDNN
+  // convolutions' weight gradients and the sums of the loss and the gradient
+  // norm give other bits for another intra-op thread count
+  // (bench/thread_determinism.cpp); the adapter is made
   // once for every rank, so fine-tuning runs on one thread and its result
   // does not depend on --threads or on the number of ranks.
   struct OneThread {

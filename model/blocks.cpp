@@ -1,7 +1,6 @@
 #include "model/blocks.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 
@@ -87,16 +86,14 @@ Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) const {
-  // On the CPU, libtorch's oneDNN convolutions give other bits for another
-  // thread count in two cases (bench/thread_determinism.cpp): 1x1 kernels,
-  // and the weights' gradient (it splits the sum over the batch and pixels
-  // among threads). ATen's own convolution (im2col + GEMM) gives the same
-  // bits for any count; it is slower than oneDNN for 3x3 kernels, which
-  // oneDNN computes the same way for any count, so only those two go there.
-  if (x.device().is_cpu() && (weight.size(-1) == 1 || (weight.requires_grad() && at::GradMode::is_enabled()))) {
-    const int64_t k = weight.size(-1);
-    return at::thnn_conv2d(x, weight, {k, k}, bias, {stride_, stride_}, {padding_, padding_});
-  }
+  // On the CPU, libtorch's oneDNN 1x1 convolution gives other bits for
+  // another thread count (bench/thread_determinism.cpp); ATen's own (a GEMM
+  // split over the outputs only) does not, at about the same speed. oneDNN's
+  // 3x3 forward is the same for any count and up to 5x faster, so it stays.
+  // (oneDNN's weight gradients depend on the count too: fine-tuning runs on
+  // one thread, adaptation/finetune.cpp.)
+  if (x.device().is_cpu() && weight.size(-1) == 1)
+    return at::thnn_conv2d(x, weight, {1, 1}, bias, {stride_, stride_}, {padding_, padding_});
   return at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
 }
 

@@ -28,7 +28,9 @@ bool g_last_words_done = false;
 // The handler wakes the watcher thread through this pipe (write() is
 // async-signal-safe; recording a stop in a file is not).
 int g_pipe[2] = {-1, -1};
-std::thread g_watcher;
+// A pointer: an exit() while StopSignals lives must not destroy a joinable
+// std::thread (std::terminate).
+std::thread* g_watcher = nullptr;
 
 constexpr int kSignals[] = {SIGTERM, SIGUSR1, SIGINT};
 struct sigaction g_previous[3];
@@ -104,7 +106,7 @@ StopSignals::StopSignals(const std::string& idle_message) {
   std::memcpy(g_message, idle_message.data(), g_message_len);
   if (pipe2(g_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   fcntl(g_pipe[1], F_SETFL, O_NONBLOCK);  // the handler never blocks
-  g_watcher = std::thread(watch);
+  g_watcher = new std::thread(watch);
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
@@ -117,7 +119,9 @@ StopSignals::~StopSignals() {
   const char quit = 'q';
   ssize_t ignored = write(g_pipe[1], &quit, 1);
   (void)ignored;
-  g_watcher.join();
+  g_watcher->join();
+  delete g_watcher;
+  g_watcher = nullptr;
   close(g_pipe[0]);
   close(g_pipe[1]);
   g_pipe[0] = g_pipe[1] = -1;
