@@ -1,7 +1,8 @@
 // `via render` end to end (env VIA_BIN, the tiny reference model): the output
 // a video professional expects to hand on, and every problem with it found
 // before any compute. PCM audio from a MOV is re-encoded to AAC for .mp4 and
-// copied into .mov; .webm gets VP9 and Opus; --audio copy into a container
+// copied into .mov; .webm gets VP9 and Opus (also when a finished render is
+// resumed into one); --audio copy into a container
 // that cannot hold the audio, and an unsupported extension, are refused with
 // one line before the model is loaded or the work directory is made; an
 // existing output is replaced only with --overwrite (or when this work
@@ -145,6 +146,15 @@ TEST(RenderOutput, WebmIsVp9WithOpus) {
   EXPECT_EQ(out[1].codec, "opus");
   EXPECT_EQ(out[1].sample_rate, 48000) << "Opus runs at 48 kHz";
   EXPECT_NEAR(out[0].duration, src[0].duration, 0.1);  // Matroska counts milliseconds; Opus pads its last frame
+
+  // A finished render resumed into another container: its H.264 segments are
+  // made again from the chunks' latents as VP9, nothing is denoised again.
+  const RunResult mp4 = run(render(source, dir.file("first.mp4"), dir.file("w2")), dir);
+  ASSERT_EQ(mp4.exit_code, 0) << mp4.err;
+  const RunResult resumed = run(render(source, dir.file("then.webm"), dir.file("w2"), "--resume"), dir);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("nothing was denoised"), std::string::npos) << resumed.err;
+  EXPECT_EQ(streams(dir.file("then.webm"), dir)[0].codec, "vp9");
 }
 
 TEST(RenderOutput, ImpossibleOutputsAreRefusedBeforeAnythingIsWritten) {
