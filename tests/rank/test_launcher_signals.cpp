@@ -40,6 +40,8 @@ class LauncherSignals : public ::testing::TestWithParam<Delivery> {
     spec.height = 64;
     spec.rate = "24";
     spec.seconds = 1.0;  // 24 frames, 12 chunks of 2
+    // (8 steps a frame: the 10 chunks left after the second one must outlast
+    // the signal's way through mpirun on an idle machine; with 2 they did not)
     input_ = via::test::make_video(*shared_, "in.mp4", spec);
     const auto r = via::test::run(render_command(shared_->file("one.mp4"), shared_->file("w1")), *shared_);
     if (r.exit_code != 0) throw std::runtime_error("the reference render failed: " + r.err);
@@ -50,7 +52,7 @@ class LauncherSignals : public ::testing::TestWithParam<Delivery> {
   static std::string render_command(const std::string& out, const std::string& work) {
     return env("VIA_BIN") + " render --input '" + input_ + "' --output '" + out + "' --model '" +
            via::test::tiny_model_dir() + "' --instruction 'make it a pencil sketch' --workdir '" + work +
-           "' --long-side 48 --steps 2 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
+           "' --long-side 48 --steps 8 --candidates 2 --augment 2 --finetune-steps 2 --group-size 3" +
            " --chunk-frames 2 --threads 1 --seed 5";
   }
   std::string mpirun_render(const std::string& extra = "") const {
