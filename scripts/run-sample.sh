@@ -23,7 +23,9 @@ mkdir -p "$out"
 mpi_flags=(--bind-to none --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 # --resume: running this script again continues (or just re-assembles) the render.
-mpirun "${mpi_flags[@]}" -np 2 "$via" render --resume \
+# --overwrite: out/sample/edited.mp4 is this script's own (a sample made by an
+# older via has no record of it in the work directory)
+mpirun "${mpi_flags[@]}" -np 2 "$via" render --resume --overwrite \
   --model "$root/tests/data/toy_ip2p" --input "$source" --output "$out/edited.mp4" \
   --workdir "$out/work" --instruction "paint the shapes" --long-side 96 --chunk-frames 8 \
   --text-guidance 3  # the toy model's guidance (tests/data/toy_ip2p/README.md)
