@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "base/random.h"
-#include "io/image.h"
 
 namespace via::adapt {
 namespace {
@@ -114,15 +113,15 @@ RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, con
 }
 
 RootPair make_root_pair(const model::InstructPix2Pix& model, const at::Tensor& source,
-                        const model::TextEmbeddings& text, const RootSettings& settings,
-                        const std::string& sheet_path) {
+                        const model::TextEmbeddings& text, const RootSettings& settings) {
   if (settings.root_seed >= settings.candidates)  // fail before the edits, not after
     throw std::invalid_argument("--root-seed " + std::to_string(settings.root_seed) + " names no candidate: there are " +
                                 std::to_string(settings.candidates) + " (0.." + std::to_string(settings.candidates - 1) +
                                 ")");
   const at::Tensor candidates = edit_candidates(model, source, text, settings);
-  if (!sheet_path.empty()) write_contact_sheet(sheet_path, source, candidates);
-  return choose_root(source.to(at::kCPU, at::kFloat), candidates, settings);
+  RootPair pair = choose_root(source.to(at::kCPU, at::kFloat), candidates, settings);
+  pair.candidates = candidates;
+  return pair;
 }
 
 at::Tensor contact_sheet(const at::Tensor& source, const at::Tensor& candidates) {
@@ -141,10 +140,6 @@ at::Tensor contact_sheet(const at::Tensor& source, const at::Tensor& candidates)
     draw_label(sheet, i == 0 ? "S" : std::to_string(i - 1), x0 + 2, 2, x0 + w);
   }
   return sheet;
-}
-
-void write_contact_sheet(const std::string& path, const at::Tensor& source, const at::Tensor& candidates) {
-  io::write_png(path, io::tensor_to_image(contact_sheet(source, candidates)));
 }
 
 }  // namespace via::adapt

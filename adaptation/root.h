@@ -1,8 +1,9 @@
 #pragma once
 // Root-frame candidates for test-time editing adaptation (docs/ARCHITECTURE.md §4): the
 // root frame edited with K seeds, a contact sheet of them for a person to
-// pick from, and the choice of the root pair (source, edit) the fine-tuning
-// learns from.
+// pick from (a uint8 tensor; the caller writes it, e.g. rank/render.cpp as
+// candidates.png), and the choice of the root pair (source, edit) the
+// fine-tuning learns from. Compute only: no file is read or written here.
 //
 // Seeds. Candidate k (0-based) is the root frame edited with seed
 //     seed_k = seed + k   (mod 2^64)
@@ -63,17 +64,18 @@ struct RootPair {
   at::Tensor source;           ///< [1, 3, H, W] the root frame
   at::Tensor edit;             ///< [1, 3, H, W] candidate `index`
   std::vector<double> scores;  ///< medoid_scores of all candidates (also for a manual choice)
+  at::Tensor candidates;       ///< [K, 3, H, W] every candidate (make_root_pair; for the contact sheet)
 };
 
 /// Chooses among `candidates` ([K, 3, H, W]): settings.root_seed when it is
 /// >= 0 (std::invalid_argument when it is not < K), else the medoid.
 RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, const RootSettings& settings);
 
-/// edit_candidates, write_contact_sheet to `sheet_path` (unless empty), and
-/// choose_root: the whole of steps a-b of docs/ARCHITECTURE.md §1.
+/// edit_candidates and choose_root: the whole of steps a-b of
+/// docs/ARCHITECTURE.md §1. The pair keeps every candidate (`candidates`)
+/// for the caller's contact sheet.
 RootPair make_root_pair(const model::InstructPix2Pix& model, const at::Tensor& source,
-                        const model::TextEmbeddings& text, const RootSettings& settings,
-                        const std::string& sheet_path);
+                        const model::TextEmbeddings& text, const RootSettings& settings);
 
 /// The contact sheet: a label band on top, then the source and the K
 /// candidates left to right, kContactSheetGap black columns between tiles.
@@ -82,8 +84,5 @@ RootPair make_root_pair(const model::InstructPix2Pix& model, const at::Tensor& s
 at::Tensor contact_sheet(const at::Tensor& source, const at::Tensor& candidates);
 inline constexpr int64_t kContactSheetGap = 4;
 inline constexpr int64_t kContactSheetLabel = 14;
-
-/// contact_sheet written as a PNG to `path` (io::VideoError naming it on failure).
-void write_contact_sheet(const std::string& path, const at::Tensor& source, const at::Tensor& candidates);
 
 }  // namespace via::adapt

@@ -211,8 +211,8 @@ Renderer::RootPairImages Renderer::root_pair() {
                         std::to_string(video_.frame_count - 1) + ")");
   log("adaptation: editing root frame " + std::to_string(root.frame) + " with " + std::to_string(root.candidates) +
       " seeds");
-  const adapt::RootPair pair =
-      adapt::make_root_pair(*model_, source_frame(root.frame), text_, root, dir_.contact_sheet());
+  const adapt::RootPair pair = adapt::make_root_pair(*model_, source_frame(root.frame), text_, root);
+  io::write_png(dir_.contact_sheet(), io::tensor_to_image(adapt::contact_sheet(pair.source, pair.candidates)));
   log("adaptation: root pair is candidate " + std::to_string(pair.index) +
       (pair.automatic ? " (automatic: the medoid of the candidates)" : " (--root-seed)") + "; contact sheet " +
       dir_.contact_sheet());

@@ -5,17 +5,12 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <vector>
 
-#include "io/image.h"
 #include "tests/support/tiny_model.h"
 
-namespace fs = std::filesystem;
 using namespace via;
 using via::test::tiny_model;
 using adapt::RootSettings;
@@ -44,18 +39,6 @@ RootSettings settings(int64_t k) {
 }
 
 double mean_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().mean().item<double>(); }
-
-class TempDir {
- public:
-  TempDir() : path_(fs::temp_directory_path() / ("via_test_root_" + std::to_string(::getpid()))) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 }  // namespace
 
@@ -152,22 +135,19 @@ TEST(RootContactSheet, HasTheSourceAndEveryCandidateLabelled) {
   EXPECT_THROW(adapt::contact_sheet(source, at::rand({2, 3, 16, 20})), std::invalid_argument);
 }
 
-TEST(RootPair, EndToEndWritesTheSheetAndChoosesTheMedoid) {
-  TempDir dir;
-  const std::string sheet = dir.file("candidates.png");
-  const adapt::RootPair pair = adapt::make_root_pair(tiny_model(), root_frame(), text(), settings(3), sheet);
-  ASSERT_TRUE(fs::exists(sheet));
-  const io::RgbImage png = io::read_image(sheet);
-  EXPECT_EQ(png.width, 4 * 48 + 3 * adapt::kContactSheetGap);
-  EXPECT_EQ(png.height, 32 + adapt::kContactSheetLabel);
+TEST(RootPair, EndToEndKeepsTheCandidatesAndChoosesTheMedoid) {
+  const adapt::RootPair pair = adapt::make_root_pair(tiny_model(), root_frame(), text(), settings(3));
   ASSERT_EQ(pair.scores.size(), 3u);
   EXPECT_TRUE(pair.automatic);
   EXPECT_EQ(pair.index, adapt::medoid_index(pair.scores));
   const at::Tensor cands = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  EXPECT_TRUE(at::equal(pair.candidates, cands));
   EXPECT_TRUE(at::equal(pair.edit, cands.narrow(0, pair.index, 1)));
   EXPECT_EQ(pair.edit.sizes(), (std::vector<int64_t>{1, 3, 32, 48}));
+  const at::Tensor sheet = adapt::contact_sheet(pair.source, pair.candidates);  // what render writes
+  EXPECT_EQ(sheet.sizes(), (std::vector<int64_t>{32 + adapt::kContactSheetLabel, 4 * 48 + 3 * adapt::kContactSheetGap, 3}));
 
   RootSettings bad = settings(3);
   bad.root_seed = 3;
-  EXPECT_THROW(adapt::make_root_pair(tiny_model(), root_frame(), text(), bad, ""), std::invalid_argument);
+  EXPECT_THROW(adapt::make_root_pair(tiny_model(), root_frame(), text(), bad), std::invalid_argument);
 }
