@@ -123,9 +123,11 @@ InstructPix2Pix::InstructPix2Pix(const std::string& model_dir, const ModelOption
     read_scheduler_choice(model_dir);
     tokenizer_ = std::make_unique<ClipTokenizer>((dir / "tokenizer").string());
     text_encoder_ = std::make_unique<CLIPTextModel>(
-        load_clip_text_model((dir / "text_encoder").string(), options.dtype, options.device));
-    unet_ = std::make_unique<UNet2DConditionModel>(load_unet((dir / "unet").string(), options.dtype, options.device));
-    vae_ = std::make_unique<AutoencoderKL>(load_vae((dir / "vae").string(), options.dtype, options.device));
+        load_component<CLIPTextModel>((dir / "text_encoder").string(), options.dtype, options.device));
+    unet_ = std::make_unique<UNet2DConditionModel>(
+        load_component<UNet2DConditionModel>((dir / "unet").string(), options.dtype, options.device));
+    vae_ = std::make_unique<AutoencoderKL>(
+        load_component<AutoencoderKL>((dir / "vae").string(), options.dtype, options.device));
   }
 
   const int64_t latent = (*vae_)->config().latent_channels;

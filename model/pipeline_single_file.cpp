@@ -65,28 +65,25 @@ void InstructPix2Pix::load_single_file() {
 
   tokenizer_ = std::make_unique<ClipTokenizer>(tokenizer_dir);
   const std::vector<std::string> files = {path};
-  text_encoder_ = std::make_unique<CLIPTextModel>(
-      load_clip_text_model(text_config, files, options_.dtype, options_.device, ldm_text_encoder_name));
+  WeightLoadOptions load;  // each component takes its own tensors from the file, renamed
+  load.dtype = options_.dtype;
+  load.device = options_.device;
+  load.rename = ldm_text_encoder_name;
+  text_encoder_ = std::make_unique<CLIPTextModel>(load_component<CLIPTextModel>(text_config, files, load));
 
-  WeightLoadOptions unet_options;
-  unet_options.dtype = options_.dtype;
-  unet_options.device = options_.device;
   // All blocks have the same count in the configs this layout comes with.
   const int64_t layers = unet_config.layers_per_block.empty() ? 2 : unet_config.layers_per_block.front();
   for (int64_t l : unet_config.layers_per_block)
     if (l != layers)
       throw ModelError(unet_config_where_ + ": per-block layers_per_block differ; the original layout numbers "
                        "its blocks with one count");
-  unet_options.rename = [layers](const std::string& key) { return ldm_unet_name(key, layers); };
-  unet_ = std::make_unique<UNet2DConditionModel>(load_unet(unet_config, files, unet_options));
+  load.rename = [layers](const std::string& key) { return ldm_unet_name(key, layers); };
+  unet_ = std::make_unique<UNet2DConditionModel>(load_component<UNet2DConditionModel>(unet_config, files, load));
 
-  WeightLoadOptions vae_options;
-  vae_options.dtype = options_.dtype;
-  vae_options.device = options_.device;
   const auto blocks = static_cast<int64_t>(vae_config.block_out_channels.size());
-  vae_options.rename = [blocks](const std::string& key) { return ldm_vae_name(key, blocks); };
-  vae_options.conv1x1_as_linear = true;  // the original VAE attention's q/k/v/proj_out are 1x1 convolutions
-  vae_ = std::make_unique<AutoencoderKL>(load_vae(vae_config, files, vae_options));
+  load.rename = [blocks](const std::string& key) { return ldm_vae_name(key, blocks); };
+  load.conv1x1_as_linear = true;  // the original VAE attention's q/k/v/proj_out are 1x1 convolutions
+  vae_ = std::make_unique<AutoencoderKL>(load_component<AutoencoderKL>(vae_config, files, load));
 }
 
 }  // namespace via::model

@@ -12,7 +12,6 @@
 #include <torch/version.h>
 
 #include <cmath>
-#include <filesystem>
 #include <limits>
 
 namespace via::model {
@@ -151,46 +150,30 @@ at::Tensor CLIPTextModelImpl::forward(const at::Tensor& input_ids) {
   return text_model_(input_ids);
 }
 
-CLIPTextModel load_clip_text_model(const std::string& text_encoder_dir, at::ScalarType dtype, at::Device device) {
-  component_load_options(text_encoder_dir, dtype, device);  // its checks
-  const CLIPTextConfig config =
-      CLIPTextConfig::from_file((std::filesystem::path(text_encoder_dir) / "config.json").string());
-  return load_clip_text_model(config, find_weight_files(text_encoder_dir), dtype, device);
+CLIPTextModel ComponentTraits<CLIPTextModel>::build(const CLIPTextConfig& config, const WeightLoadOptions& options) {
+  // Built directly in the target dtype: never holds an fp32 copy of an fp16/bf16 model.
+  DefaultDtypeGuard guard(options.dtype);
+  return CLIPTextModel(config);
 }
 
-CLIPTextModel load_clip_text_model(const CLIPTextConfig& config, const std::vector<std::string>& files,
-                                   at::ScalarType dtype, at::Device device,
-                                   const std::function<std::optional<std::string>(const std::string&)>& rename) {
+torch::nn::Module& ComponentTraits<CLIPTextModel>::target(CLIPTextModel& model, const std::vector<std::string>& files,
+                                                          WeightLoadOptions& options) {
   // Published checkpoints (transformers 4.x) name tensors "text_model.*";
   // transformers 5 saves the same tensors without the prefix.
   bool prefixed = false;
   for (const std::string& path : files) {
     const std::unique_ptr<TensorFile> file = open_tensor_file(path);
     for (const std::string& name : file->names()) {
-      const std::optional<std::string> as = rename ? rename(name) : std::optional<std::string>(name);
+      const std::optional<std::string> as = options.rename ? options.rename(name) : std::optional<std::string>(name);
       prefixed |= as && as->rfind("text_model.", 0) == 0;
     }
   }
-
-  CLIPTextModel model{nullptr};
-  {
-    // Built directly in the target dtype: never holds an fp32 copy of an fp16/bf16 model.
-    DefaultDtypeGuard guard(dtype);
-    model = CLIPTextModel(config);
-  }
-  WeightLoadOptions options;
-  options.dtype = dtype;
-  options.device = device;
-  options.rename = rename;
   if (prefixed) {
     options.ignore_unexpected = {"text_model.embeddings.position_ids"};
-    load_weights(*model, files, options);
-  } else {
-    options.ignore_unexpected = {"embeddings.position_ids"};
-    load_weights(*model->text_model(), files, options);
+    return *model;
   }
-  model->eval();
-  return model;
+  options.ignore_unexpected = {"embeddings.position_ids"};
+  return *model->text_model();
 }
 
 }  // namespace via::model

@@ -14,10 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
-#include <functional>
-#include <optional>
 #include <string>
 #include <vector>
+
+#include "model/weights.h"
 
 namespace via::model {
 
@@ -121,21 +121,17 @@ class CLIPTextModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CLIPTextModel);
 
-/// Builds the model from `text_encoder_dir`/config.json and loads its weights
-/// (model.safetensors, else the fp16 variant, else a sharded index), converted
-/// to `dtype` on `device`, in eval mode. Accepts checkpoints with the
-/// published `text_model.` names (with or without `position_ids`) and
-/// transformers 5's unprefixed names. fp16 on CPU is refused with libtorch 1.x
-/// (no CPU fp16 matrix products). Any problem throws ModelError naming the
-/// file and tensor.
-CLIPTextModel load_clip_text_model(const std::string& text_encoder_dir, at::ScalarType dtype = at::kFloat,
-                                   at::Device device = at::kCPU);
-
-/// The model of `config` with the weights of `files`, whose names `rename`
-/// maps to the published or unprefixed names (nullopt: another component's
-/// tensor; unset: names as they are).
-CLIPTextModel load_clip_text_model(const CLIPTextConfig& config, const std::vector<std::string>& files,
-                                   at::ScalarType dtype, at::Device device,
-                                   const std::function<std::optional<std::string>(const std::string&)>& rename = {});
+/// How load_component (model/weights.h) loads the text encoder: built in
+/// the target dtype (its torch::nn layers are made on the CPU and moved to
+/// the device as they load). Accepts checkpoints with the published
+/// `text_model.` names (with or without `position_ids`) and transformers 5's
+/// unprefixed names, after options.rename.
+template <>
+struct ComponentTraits<CLIPTextModel> {
+  using Config = CLIPTextConfig;
+  static CLIPTextModel build(const CLIPTextConfig& config, const WeightLoadOptions& options);
+  static torch::nn::Module& target(CLIPTextModel& model, const std::vector<std::string>& files,
+                                   WeightLoadOptions& options);
+};
 
 }  // namespace via::model

@@ -298,18 +298,15 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, double ti
   return forward(sample, at::scalar_tensor(timestep, at::kDouble), encoder_hidden_states, ctx);
 }
 
-UNet2DConditionModel load_unet(const std::string& dir, at::ScalarType dtype, c10::Device device) {
-  const WeightLoadOptions options = component_load_options(dir, dtype, device);
-  const UNetConfig config = UNetConfig::from_file(dir + "/config.json");
-  return load_unet(config, find_weight_files(dir), options);
+UNet2DConditionModel ComponentTraits<UNet2DConditionModel>::build(const UNetConfig& config,
+                                                                   const WeightLoadOptions& options) {
+  return UNet2DConditionModel(config, ParamInit{ParamInit::Fill::Uninitialized, options.dtype, options.device});
 }
 
-UNet2DConditionModel load_unet(const UNetConfig& config, const std::vector<std::string>& files,
-                               const WeightLoadOptions& options) {
-  UNet2DConditionModel unet(config, ParamInit{ParamInit::Fill::Uninitialized, options.dtype, options.device});
-  load_weights(*unet, files, options);
-  unet->eval();
-  return unet;
+torch::nn::Module& ComponentTraits<UNet2DConditionModel>::target(UNet2DConditionModel& unet,
+                                                                 const std::vector<std::string>& /*files*/,
+                                                                 WeightLoadOptions& /*options*/) {
+  return *unet;
 }
 
 // ---- time embedding ----

@@ -104,17 +104,16 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(UNet2DConditionModel);
 
-/// Builds the UNet from `dir`/config.json with uninitialised parameters of
-/// `dtype` on `device` and loads `dir`'s safetensors weights straight into
-/// them (fp16/fp32 files are converted; see model/weights.h), in eval mode.
-/// Errors (missing folder or config, unsupported setting, checkpoint not
-/// matching the config) are ModelError naming the file and tensor.
-UNet2DConditionModel load_unet(const std::string& dir, at::ScalarType dtype, c10::Device device);
-
-/// The UNet of `config` with the weights of `files` (any naming
-/// `options.rename` maps; dtype and device from `options`), in eval mode.
-UNet2DConditionModel load_unet(const UNetConfig& config, const std::vector<std::string>& files,
-                               const WeightLoadOptions& options);
+/// How load_component (model/weights.h) loads the UNet: built with
+/// uninitialised parameters of the target dtype on the target device, the
+/// weights read straight into them, by their diffusers names.
+template <>
+struct ComponentTraits<UNet2DConditionModel> {
+  using Config = UNetConfig;
+  static UNet2DConditionModel build(const UNetConfig& config, const WeightLoadOptions& options);
+  static torch::nn::Module& target(UNet2DConditionModel& unet, const std::vector<std::string>& files,
+                                   WeightLoadOptions& options);
+};
 
 /// diffusers' get_timestep_embedding (models/embeddings.py): [N] timesteps ->
 /// [N, dim] fp32 sinusoidal embeddings, frequencies

@@ -200,19 +200,15 @@ at::Tensor AutoencoderKLImpl::decode(const at::Tensor& latents) {
   return decoder(z);
 }
 
-AutoencoderKL load_vae(const std::string& dir, at::ScalarType dtype, c10::Device device) {
-  WeightLoadOptions options = component_load_options(dir, dtype, device);
-  const VaeConfig config = VaeConfig::from_file(dir + "/config.json");
-  options.rename = [](const std::string& name) { return std::optional<std::string>(legacy_vae_name(name)); };
-  return load_vae(config, find_weight_files(dir), options);
+AutoencoderKL ComponentTraits<AutoencoderKL>::build(const VaeConfig& config, const WeightLoadOptions& options) {
+  return AutoencoderKL(config, ParamInit{ParamInit::Fill::Uninitialized, options.dtype, options.device});
 }
 
-AutoencoderKL load_vae(const VaeConfig& config, const std::vector<std::string>& files,
-                       const WeightLoadOptions& options) {
-  AutoencoderKL vae(config, ParamInit{ParamInit::Fill::Uninitialized, options.dtype, options.device});
-  load_weights(*vae, files, options);
-  vae->eval();
-  return vae;
+torch::nn::Module& ComponentTraits<AutoencoderKL>::target(AutoencoderKL& vae, const std::vector<std::string>& /*files*/,
+                                                          WeightLoadOptions& options) {
+  if (!options.rename)
+    options.rename = [](const std::string& name) { return std::optional<std::string>(legacy_vae_name(name)); };
+  return *vae;
 }
 
 }  // namespace via::model

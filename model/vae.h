@@ -117,16 +117,17 @@ class AutoencoderKLImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AutoencoderKL);
 
-/// Builds the VAE from `dir`/config.json with uninitialised parameters of
-/// `dtype` on `device` and loads `dir`'s safetensors weights into them, in
-/// eval mode. Errors are ModelError naming the file and tensor.
-/// Legacy attention names (query/key/value/proj_attn) are renamed as diffusers
-/// does on load.
-AutoencoderKL load_vae(const std::string& dir, at::ScalarType dtype, c10::Device device);
-
-/// The VAE of `config` with the weights of `files` (any naming `options.rename`
-/// maps; dtype and device from `options`), in eval mode.
-AutoencoderKL load_vae(const VaeConfig& config, const std::vector<std::string>& files,
-                       const WeightLoadOptions& options);
+/// How load_component (model/weights.h) loads the VAE: built with
+/// uninitialised parameters of the target dtype on the target device, the
+/// weights read straight into them, by their diffusers names. Without
+/// options.rename, the legacy attention names (query/key/value/proj_attn) are
+/// renamed as diffusers does on load.
+template <>
+struct ComponentTraits<AutoencoderKL> {
+  using Config = VaeConfig;
+  static AutoencoderKL build(const VaeConfig& config, const WeightLoadOptions& options);
+  static torch::nn::Module& target(AutoencoderKL& vae, const std::vector<std::string>& files,
+                                   WeightLoadOptions& options);
+};
 
 }  // namespace via::model

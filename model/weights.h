@@ -1,7 +1,8 @@
 #pragma once
 // Loading a component's checkpoint (diffusers / transformers folder layout,
-// safetensors) into a torch::nn::Module whose parameter and buffer names are
-// the checkpoint's names, so loading is a lookup, never a translation.
+// safetensors or pickle weights) into a torch::nn::Module whose parameter and
+// buffer names are the checkpoint's names, so loading is a lookup, never a
+// translation; and the one loader of the model's components (load_component).
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
@@ -67,9 +68,47 @@ void check_weights(const torch::nn::Module& module, const std::vector<std::strin
                    const WeightLoadOptions& options = {});
 
 /// The options for loading the component folder `dir` (config.json and
-/// weights) in `dtype` on `device`: the one check every component loader
-/// makes first (fp16 on the CPU, where this libtorch lacks it: ModelError).
+/// weights) in `dtype` on `device`, after load_component's first check (fp16
+/// on the CPU, where this libtorch lacks it: ModelError).
 WeightLoadOptions component_load_options(const std::string& dir, at::ScalarType dtype, c10::Device device);
+
+/// What load_component needs of a model component, specialised beside each
+/// one (model/unet.h, model/vae.h, model/text_encoder.h):
+///   using Config = ...;  // with `static Config from_file(const std::string& path)`
+///   static Model build(const Config&, const WeightLoadOptions&);
+///     the model, ready to be loaded in options.dtype
+///   static torch::nn::Module& target(Model&, const std::vector<std::string>& files, WeightLoadOptions&);
+///     the module the checkpoint's names are relative to, after adding to
+///     the options the names the component also accepts
+template <class Model>
+struct ComponentTraits;
+
+/// The one loader of a model component (UNet2DConditionModel, AutoencoderKL,
+/// CLIPTextModel): the model of `config` with the weights of `files` (any
+/// naming `options.rename` maps; dtype and device from `options`; see
+/// load_weights), in eval mode. Every problem is one ModelError naming the
+/// file and the tensor.
+template <class Model>
+Model load_component(const typename ComponentTraits<Model>::Config& config, const std::vector<std::string>& files,
+                     WeightLoadOptions options) {
+  using Traits = ComponentTraits<Model>;
+  Model model = Traits::build(config, options);
+  torch::nn::Module& target = Traits::target(model, files, options);
+  load_weights(target, files, options);
+  model->eval();
+  return model;
+}
+
+/// load_component of the diffusers component folder `dir` (e.g. `unet/`):
+/// its config.json and its weights (find_weight_files), converted to `dtype`
+/// on `device`. A missing folder or config, a setting the model does not
+/// support or a checkpoint that does not match the config is a ModelError.
+template <class Model>
+Model load_component(const std::string& dir, at::ScalarType dtype = at::kFloat, c10::Device device = at::kCPU) {
+  WeightLoadOptions options = component_load_options(dir, dtype, device);
+  const auto config = ComponentTraits<Model>::Config::from_file(dir + "/config.json");
+  return load_component<Model>(config, find_weight_files(dir), std::move(options));
+}
 
 /// find_weight_files(component_dir) followed by load_weights.
 void load_component_weights(torch::nn::Module& module, const std::string& component_dir,

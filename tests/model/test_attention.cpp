@@ -182,7 +182,8 @@ class TruncateControl : public AttentionControl {
 class UNetSeam : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    unet_ = new UNet2DConditionModel(load_unet(reference_data() + "/tiny_ip2p/unet", at::kFloat, at::kCPU));
+    unet_ = new UNet2DConditionModel(
+        load_component<UNet2DConditionModel>(reference_data() + "/tiny_ip2p/unet", at::kFloat, at::kCPU));
   }
   static void TearDownTestSuite() {
     delete unet_;

@@ -100,8 +100,8 @@ TEST(LegacyVaeNames, RenamedCheckpointLoadsToTheSameBits) {
   EXPECT_EQ(renamed, 16);  // q/k/v/out weight + bias in the encoder's and decoder's mid-block attention
   save_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), legacy);
 
-  AutoencoderKL got = load_vae(dir.string(), at::kFloat, at::kCPU);
-  AutoencoderKL want = load_vae(reference_data("tiny_ip2p/vae"), at::kFloat, at::kCPU);
+  AutoencoderKL got = load_component<AutoencoderKL>(dir.string(), at::kFloat, at::kCPU);
+  AutoencoderKL want = load_component<AutoencoderKL>(reference_data("tiny_ip2p/vae"), at::kFloat, at::kCPU);
   EXPECT_EQ(expect_same_state(*got, *want, "legacy VAE"), want->named_parameters().size());
   const SafeTensorsFile golden(reference_data("goldens/vae.safetensors"));
   at::NoGradGuard no_grad;
@@ -112,7 +112,7 @@ TEST(LegacyVaeNames, RenamedCheckpointLoadsToTheSameBits) {
   legacy.emplace("encoder.mid_block.attentions.0.to_q.weight", legacy.at("encoder.mid_block.attentions.0.query.weight"));
   save_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), legacy);
   try {
-    load_vae(dir.string(), at::kFloat, at::kCPU);
+    load_component<AutoencoderKL>(dir.string(), at::kFloat, at::kCPU);
     FAIL();
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("also appears"), std::string::npos) << e.what();

@@ -52,8 +52,8 @@ TEST(PickleCheckpoint, ReadsWhatTorchSaveWrote) {
 }
 
 TEST(PickleCheckpoint, BinFolderLoadsTheSafetensorsBits) {
-  AutoencoderKL bin = load_vae(pickle_data("vae_bin"), at::kFloat, at::kCPU);
-  AutoencoderKL st = load_vae(reference_data("tiny_ip2p/vae"), at::kFloat, at::kCPU);
+  AutoencoderKL bin = load_component<AutoencoderKL>(pickle_data("vae_bin"), at::kFloat, at::kCPU);
+  AutoencoderKL st = load_component<AutoencoderKL>(reference_data("tiny_ip2p/vae"), at::kFloat, at::kCPU);
   std::map<std::string, at::Tensor> want;
   for (const auto& p : st->named_parameters()) want.emplace(p.key(), p.value());
   size_t n = 0;
@@ -68,8 +68,8 @@ TEST(PickleCheckpoint, ShardedBinTextEncoderGivesTheSameOutput) {
   // transformers 4's sharded pickle weights: pytorch_model-0000k-of-00003.bin + pytorch_model.bin.index.json.
   const std::string dir = pickle_data("text_encoder_bin_sharded");
   EXPECT_EQ(find_weight_files(dir).size(), 3u);
-  CLIPTextModel bin = load_clip_text_model(dir);
-  CLIPTextModel st = load_clip_text_model(reference_data("tiny_ip2p/text_encoder"));
+  CLIPTextModel bin = load_component<CLIPTextModel>(dir);
+  CLIPTextModel st = load_component<CLIPTextModel>(reference_data("tiny_ip2p/text_encoder"));
   const at::Tensor ids = at::randint(0, 834, {2, 77}, at::TensorOptions().dtype(at::kLong));
   at::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(bin->forward(ids), st->forward(ids)));

@@ -67,7 +67,7 @@ constexpr double kFp32Tolerance = 2e-5;
 
 TEST_F(TextEncoderTest, MatchesTheReferenceInFp32) {
   const Golden g = golden();
-  CLIPTextModel model = load_clip_text_model(text_encoder_dir());
+  CLIPTextModel model = load_component<CLIPTextModel>(text_encoder_dir());
   EXPECT_EQ(model->config().hidden_size, 32);
   EXPECT_EQ(model->config().num_hidden_layers, 3);
   const at::Tensor out = run(model, g.input_ids);
@@ -83,7 +83,7 @@ TEST_F(TextEncoderTest, TokenizerAndEncoderTogether) {
   // ids, so the whole text path matches.
   const Golden g = golden();
   const ClipTokenizer tok(data_dir() + "/tiny_ip2p/tokenizer");
-  CLIPTextModel model = load_clip_text_model(text_encoder_dir());
+  CLIPTextModel model = load_component<CLIPTextModel>(text_encoder_dir());
   const at::Tensor ids = tok.input_ids({"make it look like a painting", ""});
   EXPECT_TRUE(at::equal(ids[0], g.input_ids[0]));
   EXPECT_TRUE(at::equal(ids[1], g.input_ids[7]));
@@ -97,7 +97,7 @@ TEST_F(TextEncoderTest, LoadsTheFp16Variant) {
   fs::copy(text_encoder_dir() + "/config.json", dir_ / "config.json");
   fs::copy(text_encoder_dir() + "/model.fp16.safetensors", dir_ / "model.fp16.safetensors");
   const Golden g = golden();
-  CLIPTextModel model = load_clip_text_model(dir_.string());
+  CLIPTextModel model = load_component<CLIPTextModel>(dir_.string());
   const at::Tensor out = run(model, g.input_ids);
   EXPECT_EQ(out.scalar_type(), at::kFloat);
   // Weights rounded to fp16 (relative step 2^-11) move the output by ~1e-3.
@@ -109,7 +109,7 @@ TEST_F(TextEncoderTest, LoadsTheFp16Variant) {
 
 TEST_F(TextEncoderTest, RunsInBf16) {
   const Golden g = golden();
-  CLIPTextModel model = load_clip_text_model(text_encoder_dir(), at::kBFloat16);
+  CLIPTextModel model = load_component<CLIPTextModel>(text_encoder_dir(), at::kBFloat16);
   EXPECT_EQ(model->text_model()->parameters()[0].scalar_type(), at::kBFloat16);
   const at::Tensor out = run(model, g.input_ids);
   EXPECT_EQ(out.scalar_type(), at::kBFloat16);
@@ -128,7 +128,7 @@ TEST_F(TextEncoderTest, LoadsUnprefixedTransformers5Checkpoints) {
   save_safetensors((dir_ / "model.safetensors").string(), renamed);
   fs::copy(text_encoder_dir() + "/config.json", dir_ / "config.json");
   const Golden g = golden();
-  CLIPTextModel model = load_clip_text_model(dir_.string());
+  CLIPTextModel model = load_component<CLIPTextModel>(dir_.string());
   EXPECT_LT(relative_error(run(model, g.input_ids), g.expected), kFp32Tolerance);
 }
 
@@ -186,7 +186,7 @@ TEST_F(TextEncoderTest, ConfigWeightMismatchNamesTensorAndShapes) {
   std::ofstream(dir_ / "config.json") << config.dump();
   fs::copy(text_encoder_dir() + "/model.safetensors", dir_ / "model.safetensors");
   try {
-    load_clip_text_model(dir_.string());
+    load_component<CLIPTextModel>(dir_.string());
     FAIL() << "expected ModelError";
   } catch (const ModelError& e) {
     const std::string msg = e.what();
@@ -202,10 +202,10 @@ TEST_F(TextEncoderTest, ConfigWeightMismatchNamesTensorAndShapes) {
 }
 
 TEST_F(TextEncoderTest, MissingPiecesAreClearErrors) {
-  EXPECT_THROW(load_clip_text_model((dir_ / "absent").string()), ModelError);
+  EXPECT_THROW(load_component<CLIPTextModel>((dir_ / "absent").string()), ModelError);
   fs::copy(text_encoder_dir() + "/config.json", dir_ / "config.json");
   try {
-    load_clip_text_model(dir_.string());
+    load_component<CLIPTextModel>(dir_.string());
     FAIL();
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("no weights found"), std::string::npos) << e.what();
@@ -213,7 +213,7 @@ TEST_F(TextEncoderTest, MissingPiecesAreClearErrors) {
 }
 
 TEST_F(TextEncoderTest, RejectsBadInputIds) {
-  CLIPTextModel model = load_clip_text_model(text_encoder_dir());
+  CLIPTextModel model = load_component<CLIPTextModel>(text_encoder_dir());
   at::NoGradGuard no_grad;
   EXPECT_THROW(model->forward(at::zeros({1, 78}, at::kLong)), ModelError);
   EXPECT_THROW(model->forward(at::full({1, 77}, 834, at::kLong)), ModelError);
@@ -224,7 +224,7 @@ TEST_F(TextEncoderTest, RejectsBadInputIds) {
 
 TEST_F(TextEncoderTest, CausalMask) {
   // A token's output depends only on the tokens before it.
-  CLIPTextModel model = load_clip_text_model(text_encoder_dir());
+  CLIPTextModel model = load_component<CLIPTextModel>(text_encoder_dir());
   at::Tensor a = at::randint(0, 834, {1, 77}, at::kLong);
   at::Tensor b = a.clone();
   b[0][40] = (a[0][40].item<int64_t>() + 1) % 834;
@@ -236,7 +236,7 @@ TEST_F(TextEncoderTest, CausalMask) {
 TEST_F(TextEncoderTest, Fp16OnCuda) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: the fp16 GPU path is not exercised on this machine";
   const Golden g = golden();
-  CLIPTextModel model = load_clip_text_model(text_encoder_dir(), at::kHalf, at::Device(at::kCUDA, 0));
+  CLIPTextModel model = load_component<CLIPTextModel>(text_encoder_dir(), at::kHalf, at::Device(at::kCUDA, 0));
   const at::Tensor out = run(model, g.input_ids).to(at::kCPU);
   EXPECT_EQ(out.scalar_type(), at::kHalf);
   EXPECT_LT(relative_error(out, g.expected), 1e-2);

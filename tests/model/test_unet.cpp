@@ -38,7 +38,7 @@ class UNetParity : public ::testing::Test {
 // fp32: the same arithmetic as the reference up to summation order; the
 // tolerance is 2e-5 of the output's scale, max |output| ~ 2 (measured: 6e-7).
 TEST_F(UNetParity, Fp32MatchesReference) {
-  auto unet = load_unet(tiny_unet_dir(), at::kFloat, at::kCPU);
+  auto unet = load_component<UNet2DConditionModel>(tiny_unet_dir(), at::kFloat, at::kCPU);
   at::NoGradGuard no_grad;
   const at::Tensor out = unet->forward(sample_, timestep_, context_);
   ASSERT_EQ(out.sizes(), expected_.sizes());
@@ -55,7 +55,7 @@ TEST_F(UNetParity, Fp32MatchesReference) {
 // bf16 weights and activations (8-bit mantissa): within 4% of the output
 // scale at the worst element and 0.8% on average (measured: 0.9% / 0.2%).
 TEST_F(UNetParity, Bf16CloseToReference) {
-  auto unet = load_unet(tiny_unet_dir(), at::kBFloat16, at::kCPU);
+  auto unet = load_component<UNet2DConditionModel>(tiny_unet_dir(), at::kBFloat16, at::kCPU);
   EXPECT_EQ(unet->dtype(), at::kBFloat16);
   at::NoGradGuard no_grad;
   const at::Tensor out = unet->forward(sample_, timestep_, context_);
@@ -69,7 +69,7 @@ TEST_F(UNetParity, Bf16CloseToReference) {
 // A scalar timestep, a [1] tensor broadcast over the batch and a per-item [B]
 // tensor all mean the same thing; a double overload too.
 TEST_F(UNetParity, TimestepForms) {
-  auto unet = load_unet(tiny_unet_dir(), at::kFloat, at::kCPU);
+  auto unet = load_component<UNet2DConditionModel>(tiny_unet_dir(), at::kFloat, at::kCPU);
   at::NoGradGuard no_grad;
   const at::Tensor ref = unet->forward(sample_, timestep_, context_);
   const double t = timestep_.item<double>();
@@ -87,7 +87,7 @@ TEST_F(UNetParity, TimestepForms) {
 // Sizes not divisible by the upsampling factor: each upsampler targets its
 // skip connection's size (diffusers' forward_upsample_size).
 TEST_F(UNetParity, OddLatentSize) {
-  auto unet = load_unet(tiny_unet_dir(), at::kFloat, at::kCPU);
+  auto unet = load_component<UNet2DConditionModel>(tiny_unet_dir(), at::kFloat, at::kCPU);
   at::NoGradGuard no_grad;
   const at::Tensor sample = sample_.narrow(2, 0, 7).narrow(3, 0, 11);
   const at::Tensor out = unet->forward(sample, timestep_, context_);
@@ -97,7 +97,7 @@ TEST_F(UNetParity, OddLatentSize) {
 
 // Fine-tuning backpropagates through the whole UNet, attention included.
 TEST_F(UNetParity, GradientsReachEveryParameter) {
-  auto unet = load_unet(tiny_unet_dir(), at::kFloat, at::kCPU);
+  auto unet = load_component<UNet2DConditionModel>(tiny_unet_dir(), at::kFloat, at::kCPU);
   unet->train();
   unet->forward(sample_, timestep_, context_).square().mean().backward();
   for (const auto& item : unet->named_parameters()) {
@@ -184,7 +184,7 @@ TEST_F(UNetParity, LoadsFp16Checkpoint) {
   for (const char* file : {"config.json", "diffusion_pytorch_model.fp16.safetensors"})
     std::filesystem::copy_file(tiny_unet_dir() + "/" + file, tmp + "/" + file,
                                std::filesystem::copy_options::overwrite_existing);
-  auto unet = load_unet(tmp, at::kFloat, at::kCPU);
+  auto unet = load_component<UNet2DConditionModel>(tmp, at::kFloat, at::kCPU);
   std::filesystem::remove_all(tmp);
   EXPECT_EQ(unet->dtype(), at::kFloat);
   at::NoGradGuard no_grad;
@@ -194,7 +194,8 @@ TEST_F(UNetParity, LoadsFp16Checkpoint) {
 
 // Bad model folders: missing config, weights that do not fit the config.
 TEST(UNetLoad, BadFoldersAreModelErrors) {
-  EXPECT_THROW(load_unet(reference_data() + "/no_such_dir", at::kFloat, at::kCPU), ModelError);
+  EXPECT_THROW(load_component<UNet2DConditionModel>(reference_data() + "/no_such_dir", at::kFloat, at::kCPU),
+               ModelError);
   // The VAE's weights do not fit the UNet config.
   const std::string tmp = ::testing::TempDir() + "via_unet_mismatch";
   std::filesystem::create_directories(tmp);
@@ -204,7 +205,7 @@ TEST(UNetLoad, BadFoldersAreModelErrors) {
                              tmp + "/diffusion_pytorch_model.safetensors",
                              std::filesystem::copy_options::overwrite_existing);
   try {
-    load_unet(tmp, at::kFloat, at::kCPU);
+    load_component<UNet2DConditionModel>(tmp, at::kFloat, at::kCPU);
     ADD_FAILURE() << "mismatched weights were accepted";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("conv_in.weight"), std::string::npos) << e.what();

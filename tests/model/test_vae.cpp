@@ -37,7 +37,7 @@ class VaeParity : public ::testing::Test {
 
 // fp32: within 2e-5 of each output's scale (measured: about 1e-6).
 TEST_F(VaeParity, Fp32MatchesReference) {
-  auto vae = load_vae(tiny_vae_dir(), at::kFloat, at::kCPU);
+  auto vae = load_component<AutoencoderKL>(tiny_vae_dir(), at::kFloat, at::kCPU);
   at::NoGradGuard no_grad;
   const LatentDistribution dist = vae->encode(x_);
   ASSERT_EQ(dist.mean.sizes(), mean_.sizes());
@@ -56,7 +56,7 @@ TEST_F(VaeParity, Fp32MatchesReference) {
 // bf16: within 4% of the output scale at the worst element, 0.8% on average
 // (measured: 1.8% / 0.4%).
 TEST_F(VaeParity, Bf16CloseToReference) {
-  auto vae = load_vae(tiny_vae_dir(), at::kBFloat16, at::kCPU);
+  auto vae = load_component<AutoencoderKL>(tiny_vae_dir(), at::kBFloat16, at::kCPU);
   at::NoGradGuard no_grad;
   const LatentDistribution dist = vae->encode(x_);
   EXPECT_EQ(dist.mean.scalar_type(), at::kBFloat16);
@@ -71,7 +71,7 @@ TEST_F(VaeParity, Bf16CloseToReference) {
 }
 
 TEST_F(VaeParity, RejectsBadInputShapes) {
-  auto vae = load_vae(tiny_vae_dir(), at::kFloat, at::kCPU);
+  auto vae = load_component<AutoencoderKL>(tiny_vae_dir(), at::kFloat, at::kCPU);
   at::NoGradGuard no_grad;
   EXPECT_THROW(vae->encode(x_.narrow(3, 0, 46)), c10::Error);  // not a multiple of 4
   EXPECT_THROW(vae->encode(x_.narrow(1, 0, 2)), c10::Error);   // 2 channels
