@@ -8,7 +8,9 @@
 
 #include "io/output_format.h"
 #include "io/video_reader.h"
+#include "rank/attempts.h"
 #include "rank/progress.h"
+#include "rank/rank_progress.h"
 #include "rank/stop.h"
 #include "rank/workdir.h"
 

@@ -1,11 +1,10 @@
 #pragma once
-// Progress of a render, in its work directory: the attempts (attempts.jsonl)
-// and what each rank does (progress/), written as the render goes, and the
-// aggregated progress line rank 0 prints while ranks render, read from the
-// files alone (every rank's finished frames are files). `via status` reads
-// the same files (rank/status.h).
-#include <nlohmann/json.hpp>
-
+// What rank 0 prints while a render runs: the adaptation's steps as they go
+// (LiveProgress), then the aggregated progress line of every rank's frames
+// (ProgressReporter), read from the work directory's files alone
+// (DiskProgress: every rank's finished frames are files), which `via status`
+// counts too (rank/status.h). The attempts log is rank/attempts.h; what each
+// rank does, rank/rank_progress.h.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -18,25 +17,6 @@
 #include "rank/workdir.h"
 
 namespace via::rank {
-
-/// The Slurm job this process runs in, from the environment ("" outside).
-struct SlurmJob {
-  std::string job_id;         // SLURM_JOB_ID
-  std::string array_job_id;   // SLURM_ARRAY_JOB_ID
-  std::string array_task_id;  // SLURM_ARRAY_TASK_ID
-  int64_t restart_count = 0;  // SLURM_RESTART_COUNT
-  static SlurmJob from_environment();
-  bool empty() const { return job_id.empty(); }
-  nlohmann::json to_json() const;
-};
-
-/// Appends one line to attempts.jsonl (rank 0): when an attempt starts and
-/// how it ended.
-void record_attempt_start(const WorkDir& dir, int ranks, bool resume);
-void record_attempt_end(const WorkDir& dir, const std::string& result, const std::string& message = "");
-
-/// What rank `rank` is doing, for status (progress/rank_R.json).
-void write_rank_progress(const WorkDir& dir, int rank, const std::string& stage, int64_t chunk);
 
 /// Finished chunks and frames on disk. Chunks found done are remembered
 /// (a finished chunk stays finished), so polling costs little.

@@ -1,32 +1,18 @@
 #include "rank/status.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "io/checkpoint.h"
+#include "rank/attempts.h"
 #include "rank/progress.h"
+#include "rank/rank_progress.h"
 
 namespace fs = std::filesystem;
 
 namespace via::rank {
-namespace {
-
-bool read_json(const std::string& path, nlohmann::json* out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  try {
-    *out = nlohmann::json::parse(in);
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
-}  // namespace
 
 nlohmann::json workdir_status(const WorkDir& dir) {
   nlohmann::json s;
@@ -45,27 +31,10 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   s["running"] = running;
   if (running) s["holder"] = holder;
 
-  // Attempts: starts and ends, in order.
-  nlohmann::json last_start, last_end;
-  int64_t attempts = 0;
-  {
-    std::ifstream in(dir.attempts());
-    std::string text;
-    while (std::getline(in, text)) {
-      nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-      // Only well-formed records count (a kill can tear the last line).
-      if (!j.is_object() || !j.contains("event") || !j["event"].is_string()) continue;
-      if (j.contains("result") && !j["result"].is_string()) continue;
-      if (j.contains("message") && !j["message"].is_string()) j.erase("message");
-      if (j.value("event", "") == "start") {
-        ++attempts;
-        last_start = j;
-        last_end = nlohmann::json();
-      } else if (j.value("event", "") == "end") {
-        last_end = j;
-      }
-    }
-  }
+  const AttemptLog log = read_attempts(dir);
+  const int64_t attempts = log.attempts;
+  const nlohmann::json& last_start = log.last_start;
+  const nlohmann::json& last_end = log.last_end;
   s["attempts"] = attempts;
   if (!last_start.is_null()) s["last_attempt"] = last_start;
   if (!last_end.is_null()) s["last_attempt"]["end"] = last_end;
@@ -101,17 +70,7 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   else state = all_done ? "finished" : "finished once, but chunks have since been removed";
   s["state"] = state;
   if (!last_end.is_null() && last_end.contains("message")) s["message"] = last_end["message"];
-
-  nlohmann::json ranks = nlohmann::json::array();
-  if (running) {
-    for (const auto& entry : fs::directory_iterator(dir.progress_dir(), ec)) {
-      nlohmann::json j;
-      if (read_json(entry.path().string(), &j)) ranks.push_back(j);
-    }
-    std::sort(ranks.begin(), ranks.end(),
-              [](const nlohmann::json& a, const nlohmann::json& b) { return a.value("rank", 0) < b.value("rank", 0); });
-  }
-  s["ranks"] = ranks;
+  s["ranks"] = running ? read_rank_progress(dir) : nlohmann::json::array();
   return s;
 }
 

@@ -1,10 +1,10 @@
-// `via status` from the work directory's files alone (rank/progress.cpp):
+// `via status` from the work directory's files alone (rank/status.cpp):
 // the state every kind of ending leaves, without a render.
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "rank/progress.h"
+#include "rank/attempts.h"
 #include "rank/status.h"
 #include "tests/io/test_video_util.h"
 
