@@ -11,7 +11,6 @@
 #include <utility>
 
 #include "base/random.h"
-#include "io/checkpoint.h"
 #include "model/adapter.h"
 
 namespace via::adapt {
@@ -25,12 +24,6 @@ std::array<std::pair<int64_t, int64_t>, 4> projection_widths(const model::Attent
   const int64_t inner = o.heads * o.dim_head;
   const int64_t kv = o.cross_attention_dim > 0 ? o.cross_attention_dim : o.query_dim;
   return {{{o.query_dim, inner}, {kv, inner}, {kv, inner}, {inner, o.query_dim}}};
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
-  return out;
 }
 
 }  // namespace
@@ -168,47 +161,6 @@ bool LoraAdapter::attached_to(const model::UNet2DConditionModelImpl& unet) const
   for (const auto i : c10::irange(attention.size()))
     if (attention[i]->adapter() != layers_[i]) return false;
   return true;
-}
-
-void save_lora(const std::string& path, const LoraAdapter& adapter) {
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, t] : adapter.named_tensors()) tensors.emplace(name, t.detach());
-  io::save_checkpoint(path, tensors,
-                      {{"lora_rank", adapter.options().rank},
-                       {"lora_alpha", adapter.options().effective_alpha()},
-                       {"lora_targets", join(adapter.options().targets)}});
-}
-
-LoraOptions read_lora_options(const std::string& path) {
-  const io::CheckpointReader reader(path);
-  LoraOptions o;
-  o.rank = reader.get_int("lora_rank");
-  o.alpha = reader.get_double("lora_alpha");
-  o.targets.clear();
-  std::stringstream targets(reader.get_string("lora_targets"));
-  for (std::string t; std::getline(targets, t, ',');) o.targets.push_back(t);
-  return o;
-}
-
-void load_lora(const std::string& path, LoraAdapter& adapter) {
-  const io::Checkpoint ck = io::load_checkpoint(path);
-  const auto attr = [&](const std::string& key) -> const io::Attribute& {
-    const auto it = ck.attributes.find(key);
-    if (it == ck.attributes.end()) throw io::CheckpointError(path, "not a LoRA adapter file (no " + key + ")");
-    return it->second;
-  };
-  const auto* rank = std::get_if<int64_t>(&attr("lora_rank"));
-  const auto* alpha = std::get_if<double>(&attr("lora_alpha"));
-  const auto* targets = std::get_if<std::string>(&attr("lora_targets"));
-  if (rank == nullptr || alpha == nullptr || targets == nullptr)
-    throw io::CheckpointError(path, "LoRA attributes have the wrong types");
-  const LoraOptions& o = adapter.options();
-  if (*rank != o.rank || *alpha != o.effective_alpha() || *targets != join(o.targets))
-    throw std::invalid_argument("LoRA adapter " + path + " has rank " + std::to_string(*rank) + ", alpha " +
-                                std::to_string(*alpha) + ", targets " + *targets + "; expected rank " +
-                                std::to_string(o.rank) + ", alpha " + std::to_string(o.effective_alpha()) +
-                                ", targets " + join(o.targets));
-  adapter.load_named(ck.tensors);
 }
 
 ScopedLora::ScopedLora(const LoraAdapter& adapter, model::UNet2DConditionModelImpl& unet)

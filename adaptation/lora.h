@@ -58,7 +58,8 @@ class LoraAdapter {
   double scale() const;
 
   /// Every tensor by name (the adapter's own tensors, not copies: clone them
-  /// to keep a snapshot). For the checkpoint store and broadcast_named.
+  /// to keep a snapshot). For the adapter's file (rank/adapter_file.h) and
+  /// broadcast_named.
   std::map<std::string, at::Tensor> named_tensors() const;
   /// The trainable tensors, in a fixed order (layer order, then q, k, v, out, A before B).
   std::vector<at::Tensor> parameters() const;
@@ -87,19 +88,6 @@ class LoraAdapter {
   std::vector<std::string> layer_names_;
   std::vector<std::shared_ptr<LoraLayer>> layers_;
 };
-
-/// Saves the adapter's tensors and settings to a checkpoint file
-/// (io/checkpoint.h): the tensors under their names, and the attributes
-/// "lora_rank" (int), "lora_alpha" (double) and "lora_targets" (comma-separated).
-void save_lora(const std::string& path, const LoraAdapter& adapter);
-/// Loads a file written by save_lora into `adapter`. Throws CheckpointError
-/// for an unreadable file and std::invalid_argument when its rank, alpha,
-/// targets or tensors do not match the adapter's.
-void load_lora(const std::string& path, LoraAdapter& adapter);
-
-/// The LoraOptions stored in a file written by save_lora (the seed is not
-/// stored: it only matters for fresh adapters).
-LoraOptions read_lora_options(const std::string& path);
 
 /// Installs `adapter` for its lifetime and detaches it on destruction.
 class ScopedLora {

@@ -11,15 +11,16 @@
 #include "adaptation/finetune.h"
 #include "adaptation/latent_blend.h"
 #include "adaptation/lora.h"
-#include "adaptation/mask_source.h"
 #include "adaptation/root.h"
 #include "base/random.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
+#include "io/mask_source.h"
 #include "io/output_format.h"
 #include "io/segments.h"
 #include "io/video_writer.h"
 #include "model/dtype.h"
+#include "rank/adapter_file.h"
 #include "rank/progress.h"
 #include "rank/stop.h"
 
@@ -52,8 +53,8 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int 
   if (!text_.truncated_text.empty())
     log("warning: the instruction is longer than 77 tokens; ignored: \"" + text_.truncated_text + "\"");
   if (!settings_.mask.empty()) {
-    mask_ = std::make_unique<adapt::MaskSource>(settings_.mask, size_, settings_.resize, video_.upright_size(),
-                                                video_.display_size());
+    mask_ = std::make_unique<io::MaskSource>(settings_.mask, size_, settings_.resize, video_.upright_size(),
+                                             video_.display_size());
     mask_->validate(video_.frame_count);
   }
 }
@@ -168,7 +169,7 @@ void Renderer::adapt() {
                   result.losses.empty() ? 0.0 : result.losses.back());
     log(line);
     StageTimer write(times_, Stage::Checkpoint);
-    if (lora_) adapt::save_lora(dir_.adapter(), *lora_);
+    if (lora_) save_lora(dir_.adapter(), *lora_);
     else io::save_checkpoint(dir_.adapter(), result.weights, {{"mode", std::string("full")}});
   }
 
@@ -225,8 +226,8 @@ void Renderer::load_adapter() {
   StageTimer timer(times_, Stage::Checkpoint);
   const adapt::FinetuneMode mode = settings_.finetune;
   if (mode == adapt::FinetuneMode::Lora) {
-    lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), adapt::read_lora_options(dir_.adapter()));
-    adapt::load_lora(dir_.adapter(), *lora_);
+    lora_ = std::make_unique<adapt::LoraAdapter>(*model_->unet(), read_lora_options(dir_.adapter()));
+    load_lora(dir_.adapter(), *lora_);
     lora_->attach(*model_->unet());
   } else if (mode == adapt::FinetuneMode::Full) {
     adapt::load_unet_state(*model_->unet(), io::load_checkpoint(dir_.adapter()).tensors);

@@ -23,8 +23,11 @@
 
 namespace via::adapt {
 class LoraAdapter;
-class MaskSource;
 }  // namespace via::adapt
+
+namespace via::io {
+class MaskSource;
+}  // namespace via::io
 
 namespace via::rank {
 
@@ -132,7 +135,7 @@ class Renderer {
   model::TextEmbeddings text_;
   std::unique_ptr<adapt::LoraAdapter> lora_;
   adapt::AttentionGroup group_;
-  std::unique_ptr<adapt::MaskSource> mask_;
+  std::unique_ptr<io::MaskSource> mask_;
   std::map<int64_t, at::Tensor> prefetched_;  // frame -> image latents (unscaled)
   StageTimes times_;
 };

@@ -1,4 +1,4 @@
-#include "adaptation/mask_source.h"
+#include "io/mask_source.h"
 
 #include <ATen/ATen.h>
 
@@ -10,7 +10,7 @@
 #include "io/image.h"
 #include "io/video_reader.h"
 
-namespace via::adapt {
+namespace via::io {
 namespace fs = std::filesystem;
 
 namespace {
@@ -281,4 +281,4 @@ at::Tensor MaskSource::mask(int64_t frame) const {
   throw std::logic_error("unknown mask kind");
 }
 
-}  // namespace via::adapt
+}  // namespace via::io

@@ -1,6 +1,7 @@
 #pragma once
 // Masks for local latent adaptation (docs/ARCHITECTURE.md §6): where the edit may change
-// a frame. A mask is given as one of
+// a frame, read from files (the blending is adaptation/latent_blend.h). A
+// mask is given as one of
 //   - a per-frame image pattern with one printf-style frame number,
 //     `masks/%05d.png`: frame i reads the file the pattern names for i
 //     (`masks/00007.png` for frame 7; numbering starts at 0 like the frames);
@@ -34,10 +35,8 @@
 #include "io/resize.h"
 
 namespace via::io {
-class VideoReader;
-}
 
-namespace via::adapt {
+class VideoReader;
 
 /// A mask that cannot be used: missing file, unreadable picture, a pattern
 /// without files, too few mask frames. what() is one line naming the path
@@ -128,4 +127,4 @@ class MaskSource {
   std::unique_ptr<std::mutex> video_mutex_;  // guards video_ (a pointer keeps the class movable)
 };
 
-}  // namespace via::adapt
+}  // namespace via::io

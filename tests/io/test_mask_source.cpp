@@ -6,13 +6,13 @@
 #include <fstream>
 #include <functional>
 
-#include "adaptation/mask_source.h"
 #include "io/image.h"
+#include "io/mask_source.h"
 #include "tests/io/test_video_util.h"
 
-using via::adapt::MaskError;
-using via::adapt::MaskKind;
-using via::adapt::MaskSource;
+using via::io::MaskError;
+using via::io::MaskKind;
+using via::io::MaskSource;
 using via::io::ResizeMode;
 using via::io::RgbImage;
 using via::io::Size;
