@@ -134,30 +134,28 @@ at::Tensor DropoutImpl::forward(const at::Tensor& x) {
 
 // ---- ResnetBlock2D ----
 
-ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options, const ParamInit& init)
-    : options_(options) {
-  const auto& o = options_;
-  norm1_ = register_module("norm1", GroupNorm(o.groups, o.in_channels, o.eps, init));
-  conv1_ = register_module("conv1", Conv2d(o.in_channels, o.out_channels, 3, 1, 1, init));
-  if (o.temb_channels > 0)
-    time_emb_proj_ = register_module("time_emb_proj", Linear(o.temb_channels, o.out_channels, true, init));
-  norm2_ = register_module("norm2", GroupNorm(o.groups, o.out_channels, o.eps, init));
-  dropout_ = register_module("dropout", Dropout(o.dropout));
-  conv2_ = register_module("conv2", Conv2d(o.out_channels, o.out_channels, 3, 1, 1, init));
-  if (o.in_channels != o.out_channels)
-    conv_shortcut_ = register_module("conv_shortcut", Conv2d(o.in_channels, o.out_channels, 1, 1, 0, init));
+ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, const ResnetSpec& spec, const ParamInit& init)
+    : spec_(spec) {
+  norm1_ = register_module("norm1", GroupNorm(spec.groups, in, spec.eps, init));
+  conv1_ = register_module("conv1", Conv2d(in, out, 3, 1, 1, init));
+  if (spec.temb_channels > 0)
+    time_emb_proj_ = register_module("time_emb_proj", Linear(spec.temb_channels, out, true, init));
+  norm2_ = register_module("norm2", GroupNorm(spec.groups, out, spec.eps, init));
+  dropout_ = register_module("dropout", Dropout(spec.dropout));
+  conv2_ = register_module("conv2", Conv2d(out, out, 3, 1, 1, init));
+  if (in != out) conv_shortcut_ = register_module("conv_shortcut", Conv2d(in, out, 1, 1, 0, init));
 }
 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
-  at::Tensor h = conv1_(activate(norm1_(x), options_.act));
+  at::Tensor h = conv1_(activate(norm1_(x), spec_.act));
   if (time_emb_proj_ && temb.defined()) {
     // temb: [B, T] -> [B, out, 1, 1]
-    h = h + time_emb_proj_(activate(temb, options_.act)).unsqueeze(-1).unsqueeze(-1);
+    h = h + time_emb_proj_(activate(temb, spec_.act)).unsqueeze(-1).unsqueeze(-1);
   }
-  h = conv2_(dropout_(activate(norm2_(h), options_.act)));
+  h = conv2_(dropout_(activate(norm2_(h), spec_.act)));
   at::Tensor shortcut = conv_shortcut_ ? conv_shortcut_(x) : x;
   at::Tensor out = shortcut + h;
-  if (options_.output_scale_factor != 1.0) out = out / options_.output_scale_factor;
+  if (spec_.output_scale_factor != 1.0) out = out / spec_.output_scale_factor;
   return out;
 }
 

@@ -126,29 +126,29 @@ class DropoutImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Dropout);
 
-/// diffusers `ResnetBlock2D` with time_embedding_norm "default" (resnet.py):
-/// norm1 -> act -> conv1 (+ time_emb_proj(act(temb))) -> norm2 -> act ->
-/// dropout -> conv2, plus the input (through the 1x1 `conv_shortcut` when the
-/// channel count changes), divided by output_scale_factor.
-struct ResnetBlock2DOptions {
-  int64_t in_channels = 0;
-  int64_t out_channels = 0;
+/// The settings of a ResnetBlock2D other than its channels, shared by the
+/// resnets of one block.
+struct ResnetSpec {
   int64_t temb_channels = 0;  ///< 0: no time embedding (VAE)
   int64_t groups = 32;
-  double eps = 1e-6;
+  double eps = 1e-5;
   double dropout = 0.0;
   double output_scale_factor = 1.0;
   Activation act = Activation::SiLU;
 };
 
+/// diffusers `ResnetBlock2D` with time_embedding_norm "default" (resnet.py):
+/// norm1 -> act -> conv1 (+ time_emb_proj(act(temb))) -> norm2 -> act ->
+/// dropout -> conv2, plus the input (through the 1x1 `conv_shortcut` when the
+/// channel count changes), divided by output_scale_factor.
 class ResnetBlock2DImpl : public torch::nn::Module {
  public:
-  ResnetBlock2DImpl(const ResnetBlock2DOptions& options, const ParamInit& init);
+  ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, const ResnetSpec& spec, const ParamInit& init);
   /// x: [B, in, H, W]; temb: [B, temb_channels] or undefined -> [B, out, H, W].
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb);
 
  private:
-  ResnetBlock2DOptions options_;
+  ResnetSpec spec_;
   GroupNorm norm1_{nullptr}, norm2_{nullptr};
   Conv2d conv1_{nullptr}, conv2_{nullptr}, conv_shortcut_{nullptr};
   Linear time_emb_proj_{nullptr};

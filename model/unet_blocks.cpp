@@ -12,19 +12,6 @@ namespace via::model {
 
 namespace {
 
-ResnetBlock2DOptions resnet_options(const ResnetSpec& spec, int64_t in, int64_t out) {
-  ResnetBlock2DOptions o;
-  o.in_channels = in;
-  o.out_channels = out;
-  o.temb_channels = spec.temb_channels;
-  o.groups = spec.groups;
-  o.eps = spec.eps;
-  o.dropout = spec.dropout;
-  o.output_scale_factor = spec.output_scale_factor;
-  o.act = spec.act;
-  return o;
-}
-
 void append(std::vector<Attention>& to, const std::vector<Attention>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
@@ -137,23 +124,41 @@ std::vector<Attention> Transformer2DModelImpl::attention_layers() const {
   return out;
 }
 
+// ---- BlockLayers ----
+
+BlockLayers::BlockLayers(torch::nn::Module& block, const BlockOptions& options) : options_(options) {
+  if (options_.cross_attention) attention_list_ = block.register_module("attentions", torch::nn::ModuleList());
+  resnet_list_ = block.register_module("resnets", torch::nn::ModuleList());
+}
+
+void BlockLayers::add(int64_t in_channels, const ParamInit& init) {
+  const BlockOptions& o = options_;
+  resnets_.push_back(ResnetBlock2D(in_channels, o.out_channels, o.resnet, init));
+  resnet_list_->push_back(resnets_.back());
+  if (o.cross_attention) {
+    attentions_.push_back(Transformer2DModel(o.name + ".attentions." + std::to_string(resnets_.size() - 1),
+                                             o.out_channels, o.resnet.groups, o.transformer, init));
+    attention_list_->push_back(attentions_.back());
+  }
+}
+
+at::Tensor BlockLayers::forward(size_t i, const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
+                                const AttentionContext& ctx) {
+  at::Tensor h = resnets_[i](x, temb);
+  if (!attentions_.empty()) h = attentions_[i](h, context, ctx);
+  return h;
+}
+
+std::vector<Attention> BlockLayers::attention_layers() const {
+  std::vector<Attention> out;
+  for (const auto& t : attentions_) append(out, t->attention_layers());
+  return out;
+}
+
 // ---- DownBlock ----
 
-DownBlockImpl::DownBlockImpl(const DownBlockOptions& o, const ParamInit& init) {
-  // diffusers assigns `attentions` before `resnets`.
-  torch::nn::ModuleList attention_list{nullptr};
-  if (o.cross_attention) attention_list = register_module("attentions", torch::nn::ModuleList());
-  auto resnet_list = register_module("resnets", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.num_layers; ++i) {
-    const int64_t in = i == 0 ? o.in_channels : o.out_channels;
-    resnets_.push_back(ResnetBlock2D(resnet_options(o.resnet, in, o.out_channels), init));
-    resnet_list->push_back(resnets_.back());
-    if (o.cross_attention) {
-      attentions_.push_back(Transformer2DModel(o.name + ".attentions." + std::to_string(i), o.out_channels,
-                                               o.resnet.groups, o.transformer, init));
-      attention_list->push_back(attentions_.back());
-    }
-  }
+DownBlockImpl::DownBlockImpl(const DownBlockOptions& o, const ParamInit& init) : layers_(*this, o) {
+  for (int64_t i = 0; i < o.num_layers; ++i) layers_.add(i == 0 ? o.in_channels : o.out_channels, init);
   if (o.add_downsample) {
     downsampler_ = Downsample2D(o.out_channels, o.downsample_padding, init);
     register_module("downsamplers", torch::nn::ModuleList(downsampler_));
@@ -162,9 +167,8 @@ DownBlockImpl::DownBlockImpl(const DownBlockOptions& o, const ParamInit& init) {
 
 at::Tensor DownBlockImpl::forward(at::Tensor x, const at::Tensor& temb, const at::Tensor& context,
                                   const AttentionContext& ctx, std::vector<at::Tensor>* skips) {
-  for (size_t i = 0; i < resnets_.size(); ++i) {
-    x = resnets_[i](x, temb);
-    if (!attentions_.empty()) x = attentions_[i](x, context, ctx);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    x = layers_.forward(i, x, temb, context, ctx);
     if (skips) skips->push_back(x);
   }
   if (downsampler_) {
@@ -174,18 +178,9 @@ at::Tensor DownBlockImpl::forward(at::Tensor x, const at::Tensor& temb, const at
   return x;
 }
 
-std::vector<Attention> DownBlockImpl::attention_layers() const {
-  std::vector<Attention> out;
-  for (const auto& t : attentions_) append(out, t->attention_layers());
-  return out;
-}
-
 // ---- UpBlock ----
 
-UpBlockImpl::UpBlockImpl(const UpBlockOptions& o, const ParamInit& init) {
-  torch::nn::ModuleList attention_list{nullptr};
-  if (o.cross_attention) attention_list = register_module("attentions", torch::nn::ModuleList());
-  auto resnet_list = register_module("resnets", torch::nn::ModuleList());
+UpBlockImpl::UpBlockImpl(const UpBlockOptions& o, const ParamInit& init) : layers_(*this, o) {
   for (int64_t i = 0; i < o.num_layers; ++i) {
     int64_t in = 0;
     if (o.skip_connections) {
@@ -195,13 +190,7 @@ UpBlockImpl::UpBlockImpl(const UpBlockOptions& o, const ParamInit& init) {
     } else {
       in = i == 0 ? o.in_channels : o.out_channels;
     }
-    resnets_.push_back(ResnetBlock2D(resnet_options(o.resnet, in, o.out_channels), init));
-    resnet_list->push_back(resnets_.back());
-    if (o.cross_attention) {
-      attentions_.push_back(Transformer2DModel(o.name + ".attentions." + std::to_string(i), o.out_channels,
-                                               o.resnet.groups, o.transformer, init));
-      attention_list->push_back(attentions_.back());
-    }
+    layers_.add(in, init);
   }
   if (o.add_upsample) {
     upsampler_ = Upsample2D(o.out_channels, init);
@@ -212,23 +201,16 @@ UpBlockImpl::UpBlockImpl(const UpBlockOptions& o, const ParamInit& init) {
 at::Tensor UpBlockImpl::forward(at::Tensor x, std::vector<at::Tensor>* skips, const at::Tensor& temb,
                                 const at::Tensor& context, const AttentionContext& ctx,
                                 const std::vector<int64_t>& upsample_size) {
-  for (size_t i = 0; i < resnets_.size(); ++i) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
     if (skips) {
       TORCH_CHECK(!skips->empty(), "up block: ran out of skip connections");
       x = at::cat({x, skips->back()}, 1);
       skips->pop_back();
     }
-    x = resnets_[i](x, temb);
-    if (!attentions_.empty()) x = attentions_[i](x, context, ctx);
+    x = layers_.forward(i, x, temb, context, ctx);
   }
   if (upsampler_) x = upsampler_(x, upsample_size);
   return x;
-}
-
-std::vector<Attention> UpBlockImpl::attention_layers() const {
-  std::vector<Attention> out;
-  for (const auto& t : attentions_) append(out, t->attention_layers());
-  return out;
 }
 
 // ---- MidBlock ----
@@ -238,7 +220,7 @@ MidBlockImpl::MidBlockImpl(const MidBlockOptions& o, const ParamInit& init) {
   torch::nn::ModuleList attention_list = register_module("attentions", torch::nn::ModuleList());
   auto resnet_list = register_module("resnets", torch::nn::ModuleList());
   auto add_resnet = [&] {
-    resnets_.push_back(ResnetBlock2D(resnet_options(o.resnet, o.channels, o.channels), init));
+    resnets_.push_back(ResnetBlock2D(o.channels, o.channels, o.resnet, init));
     resnet_list->push_back(resnets_.back());
   };
   add_resnet();

@@ -72,26 +72,42 @@ class Transformer2DModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Transformer2DModel);
 
-/// Settings shared by the resnets of one block.
-struct ResnetSpec {
-  int64_t temb_channels = 0;  ///< 0: no time embedding (VAE)
-  int64_t groups = 32;
-  double eps = 1e-5;
-  double dropout = 0.0;
-  double output_scale_factor = 1.0;
-  Activation act = Activation::SiLU;
-};
-
-/// CrossAttnDownBlock2D (with `transformer`), DownBlock2D (without) and
-/// DownEncoderBlock2D (without, temb_channels 0): `num_layers` resnets, each
-/// followed by a Transformer2DModel in the cross-attention form, then an
-/// optional stride-2 downsampler.
-struct DownBlockOptions {
+/// What down and up blocks share: `num_layers` layers, each a resnet to
+/// `out_channels` followed, in the cross-attention form, by a
+/// Transformer2DModel (`transformer`).
+struct BlockOptions {
   std::string name;  ///< e.g. "down_blocks.0"
   int64_t in_channels = 0, out_channels = 0, num_layers = 1;
   ResnetSpec resnet;
   bool cross_attention = false;
   TransformerSpec transformer;
+};
+
+/// The layers of a down or up block, registered on the block as diffusers
+/// assigns them: `attentions` (in the cross-attention form) before `resnets`.
+class BlockLayers {
+ public:
+  BlockLayers(torch::nn::Module& block, const BlockOptions& options);
+  /// Appends the next layer, its resnet taking `in_channels`.
+  void add(int64_t in_channels, const ParamInit& init);
+  size_t size() const { return resnets_.size(); }
+  /// Layer i on x: its resnet, then its attention.
+  at::Tensor forward(size_t i, const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
+                     const AttentionContext& ctx);
+  /// attn1, attn2 of every transformer block, in forward order.
+  std::vector<Attention> attention_layers() const;
+
+ private:
+  BlockOptions options_;
+  torch::nn::ModuleList attention_list_{nullptr}, resnet_list_{nullptr};
+  std::vector<ResnetBlock2D> resnets_;
+  std::vector<Transformer2DModel> attentions_;
+};
+
+/// CrossAttnDownBlock2D (with `transformer`), DownBlock2D (without) and
+/// DownEncoderBlock2D (without, temb_channels 0): the layers, then an
+/// optional stride-2 downsampler.
+struct DownBlockOptions : BlockOptions {
   bool add_downsample = true;
   int64_t downsample_padding = 1;
 };
@@ -103,25 +119,20 @@ class DownBlockImpl : public torch::nn::Module {
   /// skip connections; the VAE passes nullptr).
   at::Tensor forward(at::Tensor x, const at::Tensor& temb, const at::Tensor& context, const AttentionContext& ctx,
                      std::vector<at::Tensor>* skips);
-  std::vector<Attention> attention_layers() const;
+  std::vector<Attention> attention_layers() const { return layers_.attention_layers(); }
 
  private:
-  std::vector<ResnetBlock2D> resnets_;
-  std::vector<Transformer2DModel> attentions_;
+  BlockLayers layers_;
   Downsample2D downsampler_{nullptr};
 };
 TORCH_MODULE(DownBlock);
 
 /// CrossAttnUpBlock2D / UpBlock2D (resnets take the concatenation of the input
-/// and a skip connection) and UpDecoderBlock2D (`skip_connections` false),
-/// then an optional 2x upsampler.
-struct UpBlockOptions {
-  std::string name;  ///< e.g. "up_blocks.1"
-  int64_t in_channels = 0, prev_output_channels = 0, out_channels = 0, num_layers = 1;
+/// and a skip connection) and UpDecoderBlock2D (`skip_connections` false):
+/// the layers, then an optional 2x upsampler.
+struct UpBlockOptions : BlockOptions {
+  int64_t prev_output_channels = 0;
   bool skip_connections = true;
-  ResnetSpec resnet;
-  bool cross_attention = false;
-  TransformerSpec transformer;
   bool add_upsample = true;
 };
 
@@ -133,12 +144,11 @@ class UpBlockImpl : public torch::nn::Module {
   at::Tensor forward(at::Tensor x, std::vector<at::Tensor>* skips, const at::Tensor& temb,
                      const at::Tensor& context, const AttentionContext& ctx,
                      const std::vector<int64_t>& upsample_size = {});
-  std::vector<Attention> attention_layers() const;
-  int64_t num_resnets() const { return static_cast<int64_t>(resnets_.size()); }
+  std::vector<Attention> attention_layers() const { return layers_.attention_layers(); }
+  int64_t num_resnets() const { return static_cast<int64_t>(layers_.size()); }
 
  private:
-  std::vector<ResnetBlock2D> resnets_;
-  std::vector<Transformer2DModel> attentions_;
+  BlockLayers layers_;
   Upsample2D upsampler_{nullptr};
 };
 TORCH_MODULE(UpBlock);

@@ -56,6 +56,12 @@ class SafeTensorsTest : public ::testing::Test {
     }
   }
 
+  // Expects `name`.safetensors, made of `header` and `data_bytes` zero bytes, to be refused (expect_error).
+  void expect_refused(const std::string& name, const std::string& header, size_t data_bytes,
+                      const std::string& needle) {
+    expect_error(make_file(name + ".safetensors", header, std::string(data_bytes, '\0')), needle);
+  }
+
   fs::path dir_;
 };
 
@@ -163,54 +169,39 @@ TEST_F(SafeTensorsTest, HeaderLengthLargerThanFile) {
 }
 
 TEST_F(SafeTensorsTest, GarbageHeader) {
-  expect_error(make_file("garbage.safetensors", "this is not json at all", ""), "not valid JSON");
-  expect_error(make_file("array.safetensors", "[1,2,3]", ""), "not a JSON object");
+  expect_refused("garbage", "this is not json at all", 0, "not valid JSON");
+  expect_refused("array", "[1,2,3]", 0, "not a JSON object");
   // A PNG's first bytes read as a length: huge, caught before anything is parsed.
   write_bytes(path("png.safetensors"), std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16));
   expect_error(path("png.safetensors"), "exceeds the file");
 }
 
 TEST_F(SafeTensorsTest, OffsetsOutOfRange) {
-  expect_error(make_file("oob.safetensors", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8000]}})",
-                         std::string(8, '\0')),
-               "outside the data section");
+  expect_refused("oob", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8000]}})", 8, "outside the data section");
 }
 
 TEST_F(SafeTensorsTest, OffsetsInconsistentWithShape) {
-  expect_error(make_file("size.safetensors", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
-                         std::string(8, '\0')),
-               "needs 12");
+  expect_refused("size", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, "needs 12");
 }
 
 TEST_F(SafeTensorsTest, OverlappingTensors) {
-  expect_error(make_file("overlap.safetensors",
-                         R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                         R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                         std::string(12, '\0')),
-               "overlaps");
+  expect_refused("overlap",
+                 R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                 R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                 12, "overlaps");
 }
 
 TEST_F(SafeTensorsTest, GapsAndTrailingBytes) {
-  expect_error(make_file("gap.safetensors", R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})",
-                         std::string(4, '\0')),
-               "gap");
-  expect_error(make_file("trail.safetensors", R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})",
-                         std::string(4, '\0')),
-               "cover 2");
+  expect_refused("gap", R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})", 4, "gap");
+  expect_refused("trail", R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})", 4, "cover 2");
 }
 
 TEST_F(SafeTensorsTest, BadEntries) {
-  expect_error(make_file("dtype.safetensors", R"({"w":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})",
-                         std::string(1, '\0')),
-               "unsupported dtype 'F8_E4M3'");
-  expect_error(make_file("noshape.safetensors", R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", std::string(4, '\0')),
-               "tensor 'w'");
-  expect_error(make_file("negshape.safetensors", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
-                         std::string(4, '\0')),
-               "non-negative");
-  expect_error(make_file("offs.safetensors", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})",
-                         std::string(4, '\0')),
-               "data_offsets");
+  expect_refused("dtype", R"({"w":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", 1,
+                 "unsupported dtype 'F8_E4M3'");
+  expect_refused("noshape", R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", 4, "tensor 'w'");
+  expect_refused("negshape", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4, "non-negative");
+  expect_refused("offs", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4, "data_offsets");
 }
 
 TEST_F(SafeTensorsTest, SaveFailsCleanlyIntoMissingDirectory) {

@@ -15,13 +15,8 @@
 #include "model/json_file.h"
 #include "test_unet_support.h"
 
-namespace via::model {
+namespace via::model::testing {
 namespace {
-
-using testing::golden;
-using testing::max_abs;
-using testing::max_abs_error;
-using testing::reference_data;
 
 std::string tiny_unet_dir() { return reference_data() + "/tiny_ip2p/unet"; }
 
@@ -123,10 +118,10 @@ TEST(UNetConfig, ParsesTheFullSizeConfig) {
 TEST(UNetFullSize, NamesAndShapesMatchReference) {
   const UNetConfig c = UNetConfig::from_file(reference_data() + "/full_size/unet_config.json");
   UNet2DConditionModel unet(c, ParamInit{ParamInit::Fill::ShapeOnly});
-  const auto ours = testing::param_lines(*unet);
-  const auto reference = testing::read_param_lines(reference_data() + "/full_size/unet_params.txt");
+  const auto ours = param_lines(*unet);
+  const auto reference = read_param_lines(reference_data() + "/full_size/unet_params.txt");
   ASSERT_GT(reference.size(), 600u);
-  testing::expect_same_lines(ours, reference);
+  expect_same_lines(ours, reference);
   int64_t numel = 0;
   for (const auto& p : unet->parameters()) numel += p.numel();
   EXPECT_NEAR(static_cast<double>(numel), 859.5e6, 1e6);  // the published ~860M
@@ -137,7 +132,7 @@ TEST(UNetFullSize, NamesAndShapesMatchReference) {
 TEST(UNetConfig, UnsupportedSettingsAreNamed) {
   const nlohmann::json base = read_json_file(tiny_unet_dir() + "/config.json");
   auto expect_error = [&](const std::string& key, const nlohmann::json& value, const std::string& needle) {
-    testing::expect_config_error<UNetConfig>(base, "unet/config.json", key, value, needle);
+    expect_config_error<UNetConfig>(base, "unet/config.json", key, value, needle);
   };
   expect_error("class_embed_type", "timestep", "class_embed_type = \"timestep\"");
   expect_error("time_embedding_type", "fourier", "time_embedding_type = \"fourier\"");
@@ -229,4 +224,4 @@ TEST(UNetInit, RandomInitIsSeeded) {
 }
 
 }  // namespace
-}  // namespace via::model
+}  // namespace via::model::testing

@@ -13,13 +13,8 @@
 #include "model/json_file.h"
 #include "test_unet_support.h"
 
-namespace via::model {
+namespace via::model::testing {
 namespace {
-
-using testing::golden;
-using testing::max_abs;
-using testing::max_abs_error;
-using testing::reference_data;
 
 std::string tiny_vae_dir() { return reference_data() + "/tiny_ip2p/vae"; }
 
@@ -85,16 +80,16 @@ TEST(VaeFullSize, NamesAndShapesMatchReference) {
   const VaeConfig c = VaeConfig::from_file(reference_data() + "/full_size/vae_config.json");
   EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{128, 256, 512, 512}));
   AutoencoderKL vae(c, ParamInit{ParamInit::Fill::ShapeOnly});
-  const auto reference = testing::read_param_lines(reference_data() + "/full_size/vae_params.txt");
+  const auto reference = read_param_lines(reference_data() + "/full_size/vae_params.txt");
   ASSERT_GT(reference.size(), 200u);
-  testing::expect_same_lines(testing::param_lines(*vae), reference);
+  expect_same_lines(param_lines(*vae), reference);
   EXPECT_EQ(vae->downsampling_factor(), 8);
 }
 
 TEST(VaeConfig, UnsupportedSettingsAreNamed) {
   const nlohmann::json base = read_json_file(tiny_vae_dir() + "/config.json");
   auto expect_error = [&](const std::string& key, const nlohmann::json& value, const std::string& needle) {
-    testing::expect_config_error<VaeConfig>(base, "vae/config.json", key, value, needle);
+    expect_config_error<VaeConfig>(base, "vae/config.json", key, value, needle);
   };
   expect_error("down_block_types", nlohmann::json::array({"DownEncoderBlock2D", "AttnDownEncoderBlock2D", "DownEncoderBlock2D"}),
                "AttnDownEncoderBlock2D");
@@ -128,4 +123,4 @@ TEST(VaeInit, RandomModelRoundTripShapes) {
 }
 
 }  // namespace
-}  // namespace via::model
+}  // namespace via::model::testing
