@@ -187,17 +187,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config, con
   auto down_list = register_module("down_blocks", torch::nn::ModuleList());
   auto up_list = register_module("up_blocks", torch::nn::ModuleList());
 
-  int64_t out_ch = c.block_out_channels[0];
   for (size_t i = 0; i < n; ++i) {
-    DownBlockOptions o;
-    o.name = "down_blocks." + std::to_string(i);
-    o.in_channels = out_ch;
-    o.out_channels = out_ch = c.block_out_channels[i];
-    o.num_layers = c.layers_per_block[i];
-    o.resnet = resnet;
+    DownBlockOptions o = down_block_options("down_blocks.", c.block_out_channels, i, c.layers_per_block[i], resnet);
     o.cross_attention = is_cross_attention_block(c.down_block_types[i]);
     o.transformer = transformer(i);
-    o.add_downsample = i + 1 < n;
     o.downsample_padding = c.downsample_padding;
     down_blocks_.push_back(DownBlock(o, init));
     down_list->push_back(down_blocks_.back());
@@ -220,7 +213,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config, con
   // Up blocks mirror the down blocks; only_cross_attention, heads, layers and
   // cross_attention_dim are reversed (diffusers reverses all but
   // attention_head_dim, which its cross-attention blocks do not use).
-  out_ch = c.block_out_channels[n - 1];
+  int64_t out_ch = c.block_out_channels[n - 1];
   for (size_t i = 0; i < n; ++i) {
     const size_t r = n - 1 - i;
     UpBlockOptions o;

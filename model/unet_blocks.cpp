@@ -157,6 +157,18 @@ std::vector<Attention> BlockLayers::attention_layers() const {
 
 // ---- DownBlock ----
 
+DownBlockOptions down_block_options(const std::string& prefix, const std::vector<int64_t>& channels, size_t i,
+                                    int64_t layers, const ResnetSpec& resnet) {
+  DownBlockOptions o;
+  o.name = prefix + std::to_string(i);
+  o.in_channels = channels[i == 0 ? 0 : i - 1];
+  o.out_channels = channels[i];
+  o.num_layers = layers;
+  o.resnet = resnet;
+  o.add_downsample = i + 1 < channels.size();
+  return o;
+}
+
 DownBlockImpl::DownBlockImpl(const DownBlockOptions& o, const ParamInit& init) : layers_(*this, o) {
   for (int64_t i = 0; i < o.num_layers; ++i) layers_.add(i == 0 ? o.in_channels : o.out_channels, init);
   if (o.add_downsample) {

@@ -112,6 +112,13 @@ struct DownBlockOptions : BlockOptions {
   int64_t downsample_padding = 1;
 };
 
+/// Down block `i` of the path through `channels` (a config's
+/// block_out_channels), named `prefix` + i: from channels[i - 1] (channels[0]
+/// for block 0) to channels[i] in `layers` layers of `resnet`, all blocks but
+/// the last downsampling. Attention and padding are the caller's.
+DownBlockOptions down_block_options(const std::string& prefix, const std::vector<int64_t>& channels, size_t i,
+                                    int64_t layers, const ResnetSpec& resnet);
+
 class DownBlockImpl : public torch::nn::Module {
  public:
   DownBlockImpl(const DownBlockOptions& options, const ParamInit& init);

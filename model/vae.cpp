@@ -91,17 +91,10 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c, const ParamInit& init)
   const size_t n = c.block_out_channels.size();
   conv_in_ = register_module("conv_in", Conv2d(c.in_channels, c.block_out_channels[0], 3, 1, 1, init));
   auto list = register_module("down_blocks", torch::nn::ModuleList());
-  int64_t out_ch = c.block_out_channels[0];
   for (size_t i = 0; i < n; ++i) {
-    DownBlockOptions o;
-    o.name = "encoder.down_blocks." + std::to_string(i);
-    o.in_channels = out_ch;
-    o.out_channels = out_ch = c.block_out_channels[i];
-    o.num_layers = c.layers_per_block;
-    o.resnet = vae_resnet(c);
-    o.cross_attention = false;
-    o.add_downsample = i + 1 < n;
-    o.downsample_padding = 0;
+    DownBlockOptions o = down_block_options("encoder.down_blocks.", c.block_out_channels, i, c.layers_per_block,
+                                            vae_resnet(c));
+    o.downsample_padding = 0;  // the VAE's downsamplers pad one zero row and column instead
     down_blocks_.push_back(DownBlock(o, init));
     list->push_back(down_blocks_.back());
   }
