@@ -121,7 +121,7 @@ std::map<std::string, at::Tensor> unet_state(const model::UNet2DConditionModelIm
 }  // namespace
 
 std::vector<TuningPair> make_tuning_set(const at::Tensor& source, const at::Tensor& edit, int64_t count,
-                                        uint64_t seed, const AffineLimits& limits) {
+                                        uint64_t seed, const at::Tensor& edit_latent, const AffineLimits& limits) {
   if (count < 1) throw std::invalid_argument("tuning set size must be >= 1, got " + std::to_string(count));
   if (source.dim() != 4 || source.size(0) != 1 || source.size(1) != 3 || !at::isFloatingType(source.scalar_type()))
     throw std::invalid_argument("tuning set: source must be a float image [1, 3, H, W], got " +
@@ -129,13 +129,17 @@ std::vector<TuningPair> make_tuning_set(const at::Tensor& source, const at::Tens
   if (edit.sizes() != source.sizes())
     throw std::invalid_argument("tuning set: edit " + c10::str(edit.sizes()) + " and source " +
                                 c10::str(source.sizes()) + " differ in shape");
+  if (edit_latent.defined() && (edit_latent.dim() != 4 || edit_latent.size(0) != 1))
+    throw std::invalid_argument("tuning set: the edit's latent must be [1, C, h, w], got " +
+                                c10::str(edit_latent.sizes()));
   const at::Tensor both = at::cat({source, edit.to(source.options())}, 0);
   std::vector<TuningPair> pairs;
   pairs.reserve(static_cast<size_t>(count));
   for (const auto i : c10::irange(count)) {
     const AffineParams p = sample_affine(seed, i, limits);
     const at::Tensor out = apply_affine(both, p);
-    pairs.push_back(TuningPair{out.narrow(0, 0, 1).contiguous(), out.narrow(0, 1, 1).contiguous(), p});
+    const at::Tensor latent = edit_latent.defined() ? apply_affine(edit_latent, p).contiguous() : at::Tensor();
+    pairs.push_back(TuningPair{out.narrow(0, 0, 1).contiguous(), out.narrow(0, 1, 1).contiguous(), latent, p});
   }
   return pairs;
 }
@@ -171,6 +175,14 @@ TuningLatents encode_tuning_set(const model::InstructPix2Pix& model, const std::
     if (!pair.edit.defined() || !pair.source.defined() || pair.edit.sizes() != pair.source.sizes())
       throw std::invalid_argument("tuning set: a pair's source and edit differ in shape");
     sources.push_back(model.encode_image(pair.source));  // validates the image; mode, unscaled
+    if (pair.edit_latent.defined()) {
+      if (pair.edit_latent.sizes() != sources.back().sizes())
+        throw std::invalid_argument("tuning set: the edit's latent " + c10::str(pair.edit_latent.sizes()) +
+                                    " does not match the source's " + c10::str(sources.back().sizes()));
+      means.push_back(pair.edit_latent.to(model.options().device, at::kFloat) / vae->config().scaling_factor);
+      stds.push_back(at::zeros_like(means.back()));
+      continue;
+    }
     const at::Tensor x = pair.edit.to(model.options().device, at::kFloat) * 2.0 - 1.0;
     const model::LatentDistribution dist = vae->encode(x);
     means.push_back(dist.mean.to(at::kFloat));

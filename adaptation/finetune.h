@@ -43,15 +43,23 @@ namespace via::adapt {
 struct TuningPair {
   at::Tensor source;
   at::Tensor edit;
+  /// [1, C, h, w] the edit's own latent under the same transform (scaled, as
+  /// denoise returns it), or undefined: then the VAE encodes `edit`.
+  at::Tensor edit_latent;
   AffineParams transform;  ///< how both were made from the root pair
 };
 
 /// `count` pairs: pair i is sample_affine(seed, i, limits) applied to source
 /// and edit together (one apply_affine call on the stacked pair, so they stay
 /// aligned). source and edit: [1, 3, H, W] float images of one shape.
+/// `edit_latent` ([1, C, h, w], optional): the edit's own latent, warped by
+/// the same transform (apply_affine works in normalised coordinates, so the
+/// latent and the image move alike) and learned instead of a re-encoding of
+/// the warped edit (root.h: a VAE round trip washes colours out).
 /// Throws std::invalid_argument for mismatched shapes or count < 1.
 std::vector<TuningPair> make_tuning_set(const at::Tensor& source, const at::Tensor& edit, int64_t count,
-                                        uint64_t seed, const AffineLimits& limits = {});
+                                        uint64_t seed, const at::Tensor& edit_latent = {},
+                                        const AffineLimits& limits = {});
 
 /// Settings of one fine-tuning run. Defaults follow the reference training
 /// script (AdamW betas 0.9 / 0.999, eps 1e-8, weight decay 1e-2, gradient
@@ -84,7 +92,8 @@ struct TuningLatents {
 };
 
 /// Encodes every pair with the model's VAE (no gradients) and keeps the text
-/// embeddings. Throws std::invalid_argument for an empty set or images the
+/// embeddings. A pair with an `edit_latent` takes it as the edit's posterior
+/// mean, with zero spread. Throws std::invalid_argument for an empty set or images the
 /// VAE cannot take (sizes not a multiple of its factor).
 TuningLatents encode_tuning_set(const model::InstructPix2Pix& model, const std::vector<TuningPair>& pairs,
                                 const model::TextEmbeddings& text);

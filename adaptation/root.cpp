@@ -53,22 +53,23 @@ void draw_label(at::Tensor& sheet, const std::string& text, int64_t x0, int64_t 
 }  // namespace
 
 
-at::Tensor edit_candidates(const model::InstructPix2Pix& model, const at::Tensor& source,
+Candidates edit_candidates(const model::InstructPix2Pix& model, const at::Tensor& source,
                            const model::TextEmbeddings& text, const RootSettings& settings) {
   check_images(source, "root frame", true);
   if (settings.candidates < 1)
     throw std::invalid_argument("the number of root candidates must be at least 1, got " +
                                 std::to_string(settings.candidates));
   const at::Tensor latents = model.encode_image(source);
-  std::vector<at::Tensor> edits;
+  std::vector<at::Tensor> edits, edit_latents;
   for (int64_t k = 0; k < settings.candidates; ++k) {
     const uint64_t seed = random::candidate_seed(settings.seed, k);
     const at::Tensor noise = model::make_noise(latents.sizes(), seed, settings.frame, random::kInitialNoiseStep);
     const at::Tensor out = model.denoise(latents, text, noise, settings.denoise, nullptr, settings.on_step,
                                          model::frame_noise(seed, {settings.frame}));
     edits.push_back(model.decode(out).to(at::kCPU));
+    edit_latents.push_back(out.to(at::kCPU, at::kFloat));
   }
-  return at::cat(edits, 0);
+  return {at::cat(edits, 0), at::cat(edit_latents, 0)};
 }
 
 std::vector<double> medoid_scores(const at::Tensor& candidates) {
@@ -118,9 +119,10 @@ RootPair make_root_pair(const model::InstructPix2Pix& model, const at::Tensor& s
     throw std::invalid_argument("--root-seed " + std::to_string(settings.root_seed) + " names no candidate: there are " +
                                 std::to_string(settings.candidates) + " (0.." + std::to_string(settings.candidates - 1) +
                                 ")");
-  const at::Tensor candidates = edit_candidates(model, source, text, settings);
-  RootPair pair = choose_root(source.to(at::kCPU, at::kFloat), candidates, settings);
-  pair.candidates = candidates;
+  const Candidates candidates = edit_candidates(model, source, text, settings);
+  RootPair pair = choose_root(source.to(at::kCPU, at::kFloat), candidates.images, settings);
+  pair.candidates = candidates.images;
+  pair.edit_latent = candidates.latents.narrow(0, pair.index, 1);
   return pair;
 }
 

@@ -43,10 +43,17 @@ struct RootSettings {
 /// The seed candidate k is edited with: seed + k (wrapping; base/random.h).
 using random::candidate_seed;
 
+/// The K edits of the root frame: decoded images, and the latents they were
+/// decoded from.
+struct Candidates {
+  at::Tensor images;   ///< [K, 3, H, W] fp32 in [0, 1] on the CPU
+  at::Tensor latents;  ///< [K, C, h, w] fp32 on the CPU, scaled (what denoise returns, decode takes)
+};
+
 /// The root frame `source` ([1, 3, H, W] in [0, 1]) edited with each of the
 /// K candidate seeds, one edit at a time (so candidate k does not depend on
-/// K). Returns [K, 3, H, W] fp32 in [0, 1] on the CPU.
-at::Tensor edit_candidates(const model::InstructPix2Pix& model, const at::Tensor& source,
+/// K).
+Candidates edit_candidates(const model::InstructPix2Pix& model, const at::Tensor& source,
                            const model::TextEmbeddings& text, const RootSettings& settings);
 
 /// Per candidate, the summed mean absolute difference to every other
@@ -63,12 +70,17 @@ struct RootPair {
   bool automatic = false;      ///< true when the medoid rule chose it
   at::Tensor source;           ///< [1, 3, H, W] the root frame
   at::Tensor edit;             ///< [1, 3, H, W] candidate `index`
+  /// [1, C, h, w] candidate `index`'s own latent (make_root_pair only). The
+  /// fine-tuning learns this, not a re-encoding of `edit`: every VAE round
+  /// trip washes colours out (on the toy model one trip moves a palette
+  /// colour 0.06 away, and the tuned model then paints the paler colour).
+  at::Tensor edit_latent;
   std::vector<double> scores;  ///< medoid_scores of all candidates (also for a manual choice)
   at::Tensor candidates;       ///< [K, 3, H, W] every candidate (make_root_pair; for the contact sheet)
 };
 
-/// Chooses among `candidates` ([K, 3, H, W]): settings.root_seed when it is
-/// >= 0 (std::invalid_argument when it is not < K), else the medoid.
+/// Chooses among `candidates` ([K, 3, H, W] images): settings.root_seed when
+/// it is >= 0 (std::invalid_argument when it is not < K), else the medoid.
 RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, const RootSettings& settings);
 
 /// edit_candidates and choose_root: the whole of steps a-b of

@@ -136,7 +136,8 @@ void Renderer::adapt() {
     StageTimer timer(times_, Stage::Adaptation);
     const RootPairImages pair = root_pair();
     throw_if_stopped();
-    const auto tuning = adapt::make_tuning_set(pair.source, pair.edit, settings_.augment, settings_.seed);
+    const auto tuning =
+        adapt::make_tuning_set(pair.source, pair.edit, settings_.augment, settings_.seed, pair.edit_latent);
     const adapt::TuningLatents latents = adapt::encode_tuning_set(*model_, tuning, text_);
     adapt::FinetuneOptions ft;
     ft.mode = mode;
@@ -197,8 +198,12 @@ void Renderer::adapt() {
 Renderer::RootPairImages Renderer::root_pair() {
   if (io::is_valid_checkpoint(dir_.root_pair())) {
     const io::Checkpoint c = io::load_checkpoint(dir_.root_pair());
-    log("adaptation: loaded the root pair of an earlier attempt");
-    return {c.tensors.at("source"), c.tensors.at("edit")};
+    // a root pair from a via that kept no latent is made again (the same
+    // candidates: they depend only on the seed)
+    if (c.tensors.count("edit_latent")) {
+      log("adaptation: loaded the root pair of an earlier attempt");
+      return {c.tensors.at("source"), c.tensors.at("edit"), c.tensors.at("edit_latent")};
+    }
   }
   adapt::RootSettings root;
   root.denoise = swap_settings().denoise;
@@ -217,9 +222,9 @@ Renderer::RootPairImages Renderer::root_pair() {
   log("adaptation: root pair is candidate " + std::to_string(pair.index) +
       (pair.automatic ? " (automatic: the medoid of the candidates)" : " (--root-seed)") + "; contact sheet " +
       dir_.contact_sheet());
-  io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}},
+  io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}, {"edit_latent", pair.edit_latent}},
                       {{"root_frame", root.frame}, {"candidate", pair.index}});
-  return {pair.source, pair.edit};
+  return {pair.source, pair.edit, pair.edit_latent};
 }
 
 void Renderer::load_adapter() {

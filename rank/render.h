@@ -116,7 +116,7 @@ class Renderer {
   adapt::SwapSettings swap_settings() const;
   at::Tensor image_latents(int64_t frame);
   struct RootPairImages {
-    at::Tensor source, edit;
+    at::Tensor source, edit, edit_latent;
   };
   RootPairImages root_pair();  // made, or loaded from an earlier attempt
   void load_adapter();

@@ -104,6 +104,29 @@ TEST(TuningSet, EncodesLatentsAsThePipelineDoes) {
   EXPECT_TRUE(at::equal(data.source.narrow(0, 2, 1), m.encode_image(pairs[2].source)));
 }
 
+TEST(TuningSet, LearnsTheEditsOwnLatentWarpedLikeTheImages) {
+  const auto& m = tiny_model();
+  const at::Tensor src = source_image();
+  const at::Tensor latent = m.encode_image(edit_of(src)) * m.vae()->config().scaling_factor + 0.25;
+  const auto pairs = adapt::make_tuning_set(src, edit_of(src), 3, 21, latent);
+  const auto plain = adapt::make_tuning_set(src, edit_of(src), 3, 21);
+  ASSERT_EQ(pairs.size(), 3u);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    EXPECT_TRUE(at::equal(pairs[i].source, plain[i].source) && at::equal(pairs[i].edit, plain[i].edit)) << i;
+    ASSERT_TRUE(pairs[i].edit_latent.defined()) << i;
+    EXPECT_TRUE(at::equal(pairs[i].edit_latent, adapt::apply_affine(latent, pairs[i].transform))) << i;
+    EXPECT_GT((pairs[i].edit_latent - latent).abs().mean().item<double>(), 1e-3) << "latent " << i << " not warped";
+  }
+  const adapt::TuningLatents data = adapt::encode_tuning_set(m, pairs, m.encode_instruction("invert the colours"));
+  const at::Tensor want = at::cat({pairs[0].edit_latent, pairs[1].edit_latent, pairs[2].edit_latent}, 0) /
+                          m.vae()->config().scaling_factor;
+  EXPECT_TRUE(at::allclose(data.edit_mean, want, 1e-6, 1e-6)) << "the latent, not a re-encoding of the image";
+  EXPECT_EQ(data.edit_std.abs().max().item<double>(), 0.0);
+  EXPECT_THROW(adapt::make_tuning_set(src, edit_of(src), 2, 21, latent.squeeze(0)), std::invalid_argument);
+  const auto wrong = adapt::make_tuning_set(src, edit_of(src), 1, 21, latent.narrow(3, 0, 8));
+  EXPECT_THROW(adapt::encode_tuning_set(m, wrong, m.encode_instruction("x")), std::invalid_argument);
+}
+
 TEST(FinetuneMode, Names) {
   for (auto mode : {FinetuneMode::Lora, FinetuneMode::Full, FinetuneMode::Off})
     EXPECT_EQ(adapt::finetune_mode_from_name(adapt::finetune_mode_name(mode)), mode);

@@ -43,22 +43,25 @@ double mean_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).
 }  // namespace
 
 TEST(RootCandidates, DifferBetweenSeedsAndRepeatForTheSameSeed) {
-  const at::Tensor a = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  const adapt::Candidates ca = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  const at::Tensor& a = ca.images;
   ASSERT_EQ(a.sizes(), (std::vector<int64_t>{3, 3, 32, 48}));
+  // the images are the latents decoded
+  EXPECT_TRUE(at::allclose(a, tiny_model().decode(ca.latents), 1e-5, 1e-5));
   EXPECT_GE(a.min().item<double>(), 0.0);
   EXPECT_LE(a.max().item<double>(), 1.0);
   for (int i = 0; i < 3; ++i)
     for (int j = i + 1; j < 3; ++j) EXPECT_GT(mean_abs_diff(a[i], a[j]), 1e-3) << "candidates " << i << ", " << j;
-  const at::Tensor b = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
-  EXPECT_TRUE(at::equal(a, b)) << "same seed, same candidates";
+  const adapt::Candidates b = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  EXPECT_TRUE(at::equal(a, b.images) && at::equal(ca.latents, b.latents)) << "same seed, same candidates";
 }
 
 TEST(RootCandidates, CandidateKIsTheEditWithSeedPlusK) {
-  const at::Tensor all = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  const at::Tensor all = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3)).images;
   RootSettings alone = settings(1);
   alone.seed = adapt::candidate_seed(settings(3).seed, 2);
   EXPECT_EQ(alone.seed, 13u);
-  const at::Tensor one = adapt::edit_candidates(tiny_model(), root_frame(), text(), alone);
+  const at::Tensor one = adapt::edit_candidates(tiny_model(), root_frame(), text(), alone).images;
   EXPECT_TRUE(at::equal(one[0], all[2])) << "candidate 2 does not depend on K or on the other candidates";
 }
 
@@ -140,9 +143,10 @@ TEST(RootPair, EndToEndKeepsTheCandidatesAndChoosesTheMedoid) {
   ASSERT_EQ(pair.scores.size(), 3u);
   EXPECT_TRUE(pair.automatic);
   EXPECT_EQ(pair.index, adapt::medoid_index(pair.scores));
-  const at::Tensor cands = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
-  EXPECT_TRUE(at::equal(pair.candidates, cands));
-  EXPECT_TRUE(at::equal(pair.edit, cands.narrow(0, pair.index, 1)));
+  const adapt::Candidates cands = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
+  EXPECT_TRUE(at::equal(pair.candidates, cands.images));
+  EXPECT_TRUE(at::equal(pair.edit, cands.images.narrow(0, pair.index, 1)));
+  EXPECT_TRUE(at::equal(pair.edit_latent, cands.latents.narrow(0, pair.index, 1)));
   EXPECT_EQ(pair.edit.sizes(), (std::vector<int64_t>{1, 3, 32, 48}));
   const at::Tensor sheet = adapt::contact_sheet(pair.source, pair.candidates);  // what render writes
   EXPECT_EQ(sheet.sizes(), (std::vector<int64_t>{32 + adapt::kContactSheetLabel, 4 * 48 + 3 * adapt::kContactSheetGap, 3}));
