@@ -14,18 +14,18 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/version.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <functional>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "model/pipeline.h"
 
 using namespace via::model;
+using via::bench::ints;
+using via::bench::timed;
+using via::bench::Timing;
 
 namespace {
 
@@ -41,14 +41,6 @@ struct Options {
   int reps_full = 1;
   int warmup_full = 0;
 };
-
-std::vector<int> ints(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(std::stoi(item));
-  return out;
-}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -76,25 +68,6 @@ Options parse(int argc, char** argv) {
   }
   if (o.tiny.empty() || o.full_config_dir.empty()) throw std::invalid_argument("--tiny and --full-config-dir are required");
   return o;
-}
-
-struct Timing {
-  double best;    // the fastest call: the least disturbed by other load on the machine
-  double median;
-};
-
-// Times `reps` calls after `warmup` unmeasured ones.
-Timing timed(const std::function<void()>& fn, int reps, int warmup) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  const double median = t.size() % 2 ? t[t.size() / 2] : (t[t.size() / 2 - 1] + t[t.size() / 2]) / 2;
-  return {t.front(), median};
 }
 
 void emit(const char* model, const char* what, int size, int threads, Timing t, int reps) {
@@ -139,23 +112,22 @@ void bench_tiny(const Options& o) {
 void bench_full(const Options& o) {
   torch::NoGradGuard no_grad;
   at::manual_seed(0);
-  const UNetConfig uc = UNetConfig::from_file(o.full_config_dir + "/unet_config.json");
+  const UNetConfig uc = via::bench::full_unet_config(o.full_config_dir);
   emit("full", "unet_build_meta", 0, 1,
        timed([&] { UNet2DConditionModel meta(uc, ParamInit{ParamInit::Fill::ShapeOnly}); }, o.reps_full, o.warmup_full),
        o.reps_full);
   UNet2DConditionModel unet(uc);  // random weights (the values do not change the work)
   unet->eval();
-  const at::Tensor emb = at::randn({3, 77, uc.cross_attention_dim.front()}, at::detail::createCPUGenerator(5));
   for (int s : o.full_sizes) {
-    const at::Tensor lat = at::randn({3, uc.in_channels, s / 8, s / 8}, at::detail::createCPUGenerator(6));
+    const via::bench::UNetInputs in = via::bench::unet_inputs(uc, s);
     for (int t : o.threads) {
       at::set_num_threads(t);
       emit("full", "unet_step", s, t,
-           timed([&] { unet->forward(lat, 500.0, emb); }, o.reps_full, o.warmup_full), o.reps_full);
+           timed([&] { unet->forward(in.latents, 500.0, in.embeddings); }, o.reps_full, o.warmup_full), o.reps_full);
     }
   }
   if (o.full_vae_sizes.empty()) return;
-  AutoencoderKL vae(VaeConfig::from_file(o.full_config_dir + "/vae_config.json"));
+  AutoencoderKL vae(via::bench::full_vae_config(o.full_config_dir));
   vae->eval();
   for (int s : o.full_vae_sizes) {
     const at::Tensor img = at::rand({1, 3, s, s}, at::detail::createCPUGenerator(7)) * 2 - 1;
