@@ -3,7 +3,10 @@
 #include <ATen/ops/cat.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 
 namespace via::adapt {
 namespace {
@@ -20,7 +23,18 @@ at::Tensor match_rows(const at::Tensor& t, int64_t batch) {
   return t.repeat_interleave(batch / t.size(0), 0);
 }
 
-std::string entry_name(const std::string& layer, int64_t step) { return layer + "@" + std::to_string(step); }
+std::string entry_name(const std::string& layer, int64_t step) {
+  return layer + "@" + (step == AttentionGroup::kCrossStep ? std::string("cross") : std::to_string(step));
+}
+
+int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+// A cross-attention entry (one key frame's K/V) as the concatenation of
+// `copies` key frames' identical K/V, in `like`'s dtype and rows.
+at::Tensor repeated(const at::Tensor& stored, int64_t copies, const at::Tensor& like) {
+  const at::Tensor t = stored.to(like.scalar_type());
+  return match_rows(copies == 1 ? t : t.repeat({1, copies, 1}), like.size(0));
+}
 
 }  // namespace
 
@@ -31,6 +45,12 @@ AttentionGroup::Entry& AttentionGroup::find(const std::string& layer, int64_t st
   return it->second;
 }
 
+at::Tensor AttentionGroup::stored(const at::Tensor& t) const {
+  at::Tensor s = t.detach().to(at::kCPU, kStorageType).contiguous();
+  if (pinned_ && !s.is_pinned()) s = s.pin_memory();
+  return s;
+}
+
 void AttentionGroup::append(const std::string& layer, int64_t step, const at::Tensor& k, const at::Tensor& v) {
   TORCH_CHECK(k.dim() == 3 && v.dim() == 3, "attention group expects [rows, tokens, channels]");
   Entry& e = entries_[{layer, step}];
@@ -38,8 +58,8 @@ void AttentionGroup::append(const std::string& layer, int64_t step, const at::Te
     TORCH_CHECK(e.k[0].size(0) == k.size(0) && e.k[0].size(2) == k.size(2), "attention group: layer ", layer,
                 " step ", step, " gets K of shape ", k.sizes(), " after ", e.k[0].sizes());
   }
-  e.k.push_back(k.detach().to(kStorageType).contiguous());
-  e.v.push_back(v.detach().to(kStorageType).contiguous());
+  e.k.push_back(stored(k));
+  e.v.push_back(stored(v));
   ++e.frames;
 }
 
@@ -50,8 +70,8 @@ bool AttentionGroup::contains(const std::string& layer, int64_t step) const {
 std::pair<at::Tensor, at::Tensor> AttentionGroup::get(const std::string& layer, int64_t step) const {
   Entry& e = find(layer, step);
   if (e.k.size() > 1) {  // concatenate once; later calls reuse it
-    e.k = {at::cat(e.k, 1)};
-    e.v = {at::cat(e.v, 1)};
+    e.k = {stored(at::cat(e.k, 1))};
+    e.v = {stored(at::cat(e.v, 1))};
   }
   return {e.k[0], e.v[0]};
 }
@@ -60,10 +80,11 @@ int64_t AttentionGroup::frames(const std::string& layer, int64_t step) const {
   return find(layer, step).frames;
 }
 
-std::map<std::string, at::Tensor> AttentionGroup::to_named() const {
+std::map<std::string, at::Tensor> AttentionGroup::step_named(int64_t step) const {
   std::map<std::string, at::Tensor> named;
   for (const auto& [key, e] : entries_) {
     (void)e;
+    if (key.second != step) continue;
     auto [k, v] = get(key.first, key.second);
     const std::string base = entry_name(key.first, key.second);
     named.emplace(base + "/k", k);
@@ -72,30 +93,102 @@ std::map<std::string, at::Tensor> AttentionGroup::to_named() const {
   return named;
 }
 
+std::map<std::string, at::Tensor> AttentionGroup::to_named() const {
+  std::map<std::string, at::Tensor> named;
+  for (int64_t step : steps()) named.merge(step_named(step));
+  return named;
+}
+
+bool AttentionGroup::parse_name(const std::string& name, std::string* layer, int64_t* step, bool* is_key) {
+  const auto slash = name.rfind('/'), at_sign = name.rfind('@');
+  if (slash == std::string::npos || at_sign == std::string::npos || at_sign > slash) return false;
+  const std::string kind = name.substr(slash + 1), when = name.substr(at_sign + 1, slash - at_sign - 1);
+  if ((kind != "k" && kind != "v") || when.empty()) return false;
+  int64_t s = kCrossStep;
+  if (when != "cross") {
+    if (when.find_first_not_of("0123456789") != std::string::npos || when.size() > 9) return false;
+    s = std::stoll(when);
+  }
+  if (layer) *layer = name.substr(0, at_sign);
+  if (step) *step = s;
+  if (is_key) *is_key = kind == "k";
+  return true;
+}
+
+void AttentionGroup::add_named(const std::map<std::string, at::Tensor>& named) {
+  for (const auto& [name, tensor] : named) {
+    std::string layer;
+    int64_t step = 0;
+    bool is_key = false;
+    if (!parse_name(name, &layer, &step, &is_key) || !is_key) continue;  // "/v" is read with its "/k"
+    auto v = named.find(name.substr(0, name.size() - 1) + "v");
+    if (v == named.end()) throw std::invalid_argument("attention group: " + name + " has no matching /v");
+    entries_.erase({layer, step});
+    append(layer, step, tensor, v->second);
+  }
+}
+
 AttentionGroup AttentionGroup::from_named(const std::map<std::string, at::Tensor>& named) {
   AttentionGroup group;
-  for (const auto& [name, tensor] : named) {
-    const auto slash = name.rfind('/'), at_sign = name.rfind('@');
-    if (slash == std::string::npos || at_sign == std::string::npos || at_sign > slash ||
-        name.compare(slash, std::string::npos, "/k") != 0)
-      continue;  // "/v" entries are read together with their "/k"
-    const std::string base = name.substr(0, slash);
-    auto v = named.find(base + "/v");
-    if (v == named.end()) throw std::invalid_argument("attention group: " + name + " has no matching /v");
-    group.append(name.substr(0, at_sign), std::stoll(name.substr(at_sign + 1, slash - at_sign - 1)), tensor,
-                 v->second);
-  }
+  group.add_named(named);
   return group;
+}
+
+std::vector<int64_t> AttentionGroup::steps() const {
+  std::set<int64_t> steps;
+  for (const auto& [key, e] : entries_) {
+    (void)e;
+    steps.insert(key.second);
+  }
+  return {steps.begin(), steps.end()};
+}
+
+int64_t AttentionGroup::step_bytes(int64_t step) const {
+  int64_t total = 0;
+  for (const auto& [key, e] : entries_) {
+    if (key.second != step) continue;
+    for (const auto& t : e.k) total += nbytes(t);
+    for (const auto& t : e.v) total += nbytes(t);
+  }
+  return total;
 }
 
 int64_t AttentionGroup::bytes() const {
   int64_t total = 0;
-  for (const auto& [key, e] : entries_) {
-    (void)key;
-    for (const auto& t : e.k) total += t.numel() * t.element_size();
-    for (const auto& t : e.v) total += t.numel() * t.element_size();
-  }
+  for (int64_t step : steps()) total += step_bytes(step);
   return total;
+}
+
+std::pair<at::Tensor, at::Tensor> AttentionGroup::get_on(const std::string& layer, int64_t step,
+                                                         const c10::Device& device) const {
+  DeviceCache& c = cache_;
+  if (c.device != device) {
+    c.entries.clear();
+    c.bytes = 0;
+    c.device = device;
+  }
+  const Key key{layer, step};
+  if (auto it = c.entries.find(key); it != c.entries.end()) return it->second;
+  if (step != kCrossStep && step != c.step && residency_ == DeviceResidency::Step) {
+    // A new step: the previous step's entries go (cross-attention's stay).
+    for (auto it = c.entries.begin(); it != c.entries.end();) {
+      if (it->first.second == kCrossStep) {
+        ++it;
+        continue;
+      }
+      c.bytes -= nbytes(it->second.first) + nbytes(it->second.second);
+      it = c.entries.erase(it);
+    }
+    c.step = step;
+  }
+  const auto [k, v] = get(layer, step);
+  // From page-locked memory the copy is queued without waiting for it.
+  const bool non_blocking = pinned_ && device.is_cuda();
+  std::pair<at::Tensor, at::Tensor> kv{k.to(device, k.scalar_type(), non_blocking), v.to(device, v.scalar_type(), non_blocking)};
+  c.entries.emplace(key, kv);
+  c.bytes += nbytes(kv.first) + nbytes(kv.second);
+  c.peak = std::max(c.peak, c.bytes);
+  return kv;
 }
 
 GatherControl::GatherControl(AttentionGroup& group, int64_t key_index, int64_t swap_steps, LayerSet layers,
@@ -107,14 +200,25 @@ std::pair<at::Tensor, at::Tensor> GatherControl::keys_values(const model::Attent
   (void)q;
   const int64_t step = site.ctx.step;
   if (step < 0 || step >= swap_steps_ || !acts_on(layers_, site.cross)) return {k, v};
+  if (site.cross) {
+    // Every key frame computes these K/V at every step (AttentionGroup): the
+    // first one's are kept, and key frame i sees i copies of them.
+    if (!group_.contains(site.layer, AttentionGroup::kCrossStep))
+      group_.append(site.layer, AttentionGroup::kCrossStep, k, v);
+    if (key_index_ == 0) return {k, v};
+    auto [ck, cv] = group_.get(site.layer, AttentionGroup::kCrossStep);
+    const at::Tensor gk = repeated(ck, key_index_, k).to(k.device()), gv = repeated(cv, key_index_, v).to(v.device());
+    if (include_own_) return {at::cat({gk, k}, 1), at::cat({gv, v}, 1)};
+    return {gk, gv};
+  }
   std::pair<at::Tensor, at::Tensor> result{k, v};
   if (key_index_ > 0) {
     TORCH_CHECK(group_.frames(site.layer, step) == key_index_, "gather: key frame ", key_index_, " expects ",
                 key_index_, " earlier key frames at ", site.layer, " step ", step, ", group has ",
                 group_.frames(site.layer, step));
     auto [gk, gv] = group_.get(site.layer, step);
-    gk = match_rows(gk.to(k.scalar_type()), k.size(0));
-    gv = match_rows(gv.to(v.scalar_type()), v.size(0));
+    gk = match_rows(gk.to(k.device(), k.scalar_type()), k.size(0));
+    gv = match_rows(gv.to(v.device(), v.scalar_type()), v.size(0));
     result = include_own_ ? std::make_pair(at::cat({gk, k}, 1), at::cat({gv, v}, 1)) : std::make_pair(gk, gv);
   }
   group_.append(site.layer, step, k, v);  // what this key frame computed
@@ -129,9 +233,17 @@ std::pair<at::Tensor, at::Tensor> SwapControl::keys_values(const model::Attentio
   (void)q;
   const int64_t step = site.ctx.step;
   if (step < 0 || step >= swap_steps_ || !acts_on(layers_, site.cross)) return {k, v};
-  auto [gk, gv] = group_.get(site.layer, step);
-  gk = match_rows(gk.to(k.scalar_type()), k.size(0));
-  gv = match_rows(gv.to(v.scalar_type()), v.size(0));
+  at::Tensor gk, gv;
+  if (site.cross) {  // one key frame's K/V, repeated for the G key frames (AttentionGroup)
+    auto [ck, cv] = group_.get_on(site.layer, AttentionGroup::kCrossStep, k.device());
+    TORCH_CHECK(group_.key_frames() > 0, "swap: the attention group does not say how many key frames it has");
+    gk = repeated(ck, group_.key_frames(), k);
+    gv = repeated(cv, group_.key_frames(), v);
+  } else {
+    std::tie(gk, gv) = group_.get_on(site.layer, step, k.device());
+    gk = match_rows(gk.to(k.scalar_type()), k.size(0));
+    gv = match_rows(gv.to(v.scalar_type()), v.size(0));
+  }
   if (include_own_) return {at::cat({gk, k}, 1), at::cat({gv, v}, 1)};
   return {gk, gv};
 }

@@ -92,6 +92,7 @@ AttentionGroup gather_group(const model::InstructPix2Pix& model, const at::Tenso
                                    on_step, model::frame_noise(settings.seed, {nf})));
   }
   if (key_latents) *key_latents = at::cat(finals, 0);
+  group.set_key_frames(static_cast<int64_t>(frames.size()));
   return group;
 }
 
@@ -101,19 +102,37 @@ at::Tensor swap_denoise(const model::InstructPix2Pix& model, const at::Tensor& i
   if (image_latents.dim() != 4 || image_latents.size(0) != 1)
     throw std::invalid_argument("swap edit of frame " + std::to_string(frame) +
                                 ": expected image latents [1, C, h, w], got " + c10::str(image_latents.sizes()));
+  return swap_denoise_batch(model, image_latents, {frame}, group, text, settings, on_step, wrap);
+}
+
+at::Tensor swap_denoise_batch(const model::InstructPix2Pix& model, const at::Tensor& image_latents,
+                              const std::vector<int64_t>& frames, const AttentionGroup& group,
+                              const model::TextEmbeddings& text, const SwapSettings& settings,
+                              const model::StepHook& on_step, const ControlWrapper& wrap) {
+  if (frames.empty() || image_latents.dim() != 4 || image_latents.size(0) != static_cast<int64_t>(frames.size()))
+    throw std::invalid_argument("swap edit of " + std::to_string(frames.size()) +
+                                " frames: expected image latents [" + std::to_string(frames.size()) +
+                                ", C, h, w], got " + c10::str(image_latents.sizes()));
   std::unique_ptr<SwapControl> swap;
   if (settings.mode != AttentionMode::Own) {
-    if (group.size() == 0)
-      throw std::invalid_argument("swap edit of frame " + std::to_string(frame) + " in " +
+    if (group.empty())
+      throw std::invalid_argument("swap edit of frame " + std::to_string(frames.front()) + " in " +
                                   attention_mode_name(settings.mode) + " mode: the attention group is empty");
     swap = std::make_unique<SwapControl>(group, settings.resolved_swap_steps(), settings.layers,
                                          settings.mode == AttentionMode::Anchor);
   }
   std::unique_ptr<model::AttentionControl> holder;
-  model::AttentionControl* control = wrapped(wrap, swap.get(), frame, holder);
-  const int64_t nf = settings.noise_frame(frame);
-  return model.denoise(image_latents, text, initial_noise(image_latents, settings.seed, nf), settings.denoise,
-                       control, on_step, model::frame_noise(settings.seed, {nf}));
+  model::AttentionControl* control = wrapped(wrap, swap.get(), frames.front(), holder);
+  // Each row its own frame's streams: the batch changes no frame's noise.
+  std::vector<int64_t> noise_frames;
+  std::vector<at::Tensor> initial;
+  for (size_t b = 0; b < frames.size(); ++b) {
+    noise_frames.push_back(settings.noise_frame(frames[b]));
+    initial.push_back(initial_noise(image_latents.narrow(0, static_cast<int64_t>(b), 1), settings.seed,
+                                    noise_frames.back()));
+  }
+  return model.denoise(image_latents, text, initial.size() == 1 ? initial.front() : at::cat(initial, 0),
+                       settings.denoise, control, on_step, model::frame_noise(settings.seed, std::move(noise_frames)));
 }
 
 at::Tensor swap_edit(const model::InstructPix2Pix& model, const at::Tensor& image, int64_t frame,

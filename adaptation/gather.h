@@ -75,6 +75,17 @@ at::Tensor swap_denoise(const model::InstructPix2Pix& model, const at::Tensor& i
                         const SwapSettings& settings, const model::StepHook& on_step = {},
                         const ControlWrapper& wrap = {});
 
+/// swap_denoise of several frames in one batch: image latents [B, C, h, w]
+/// of frames `frames` (B of them) -> final latents [B, C, h, w]. One UNet
+/// call per step runs the 3B rows (B per guidance branch); each frame draws
+/// its own noise streams, so row b equals swap_denoise of frames[b] alone
+/// (bit for bit on the CPU; within kernel nondeterminism on a GPU). `on_step`
+/// sees all B rows.
+at::Tensor swap_denoise_batch(const model::InstructPix2Pix& model, const at::Tensor& image_latents,
+                              const std::vector<int64_t>& frames, const AttentionGroup& group,
+                              const model::TextEmbeddings& text, const SwapSettings& settings,
+                              const model::StepHook& on_step = {}, const ControlWrapper& wrap = {});
+
 /// encode_image, swap_denoise and decode of one frame [1, 3, H, W] in [0, 1]:
 /// the edited frame [1, 3, H, W] in [0, 1].
 at::Tensor swap_edit(const model::InstructPix2Pix& model, const at::Tensor& image, int64_t frame,

@@ -177,7 +177,7 @@ std::map<std::string, at::Tensor> broadcast_named(Communicator& comm, const std:
     list.push_back(t);
     out.emplace(e.name, t);
   }
-  comm.broadcast(list, root);
+  if (!list.empty()) comm.broadcast(list, root);  // every rank knows the header: all skip together
   return out;
 }
 

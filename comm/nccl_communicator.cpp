@@ -118,6 +118,18 @@ int cuda_device_count() {
   return n;
 }
 
+int64_t cuda_free_memory(int device) {
+  int current = 0;
+  size_t free = 0, total = 0;
+  if (cudaGetDevice(&current) != cudaSuccess || cudaSetDevice(device) != cudaSuccess ||
+      cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  cudaSetDevice(current);
+  return static_cast<int64_t>(free);
+}
+
 NcclCommunicator::NcclCommunicator(MpiCommunicator& host, int device) : host_(host), device_(device) {
   const std::string where = "nccl rank " + std::to_string(host.rank()) + "/" + std::to_string(host.size()) +
                             ": creating the communicator on cuda:" + std::to_string(device);

@@ -3,6 +3,7 @@
 // (VIA_HAVE_NCCL, set by CMake on the via_comm target and its users).
 #ifdef VIA_HAVE_NCCL
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -55,6 +56,10 @@ class NcclCommunicator : public Communicator {
 
 /// CUDA devices visible to this process (0 without a driver or devices).
 int cuda_device_count();
+
+/// Free memory of CUDA device `device` in bytes (cudaMemGetInfo), or -1
+/// when it cannot be asked.
+int64_t cuda_free_memory(int device);
 
 }  // namespace via::comm
 

@@ -40,6 +40,7 @@ int run(const RenderCommand& cmd, comm::Communicator& comm, int ranks_on_node, i
   options.overwrite = cmd.overwrite;
   options.terminal = comm.rank() == 0 && isatty(STDERR_FILENO);
   options.cuda_device = cuda_device;
+  options.ranks_on_node = ranks_on_node;
   return rank::run_render_job(cmd.settings, cmd.workdir, options, comm);
 }
 

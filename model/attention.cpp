@@ -27,11 +27,29 @@ AttentionImpl::AttentionImpl(AttentionOptions options, const ParamInit& init)
   to_out = register_module("to_out", torch::nn::ModuleList(out_proj_, out_dropout_));
 }
 
-at::Tensor AttentionImpl::project(Projection which, const at::Tensor& x) {
+at::Tensor AttentionImpl::project(Projection which, const at::Tensor& x, const AttentionContext* ctx) {
   at::Tensor y = base_projection(which, x);
   if (adapter_ == nullptr) return y;
-  const at::Tensor d = adapter_->delta(which, x);
-  return d.defined() ? y + d : y;
+  const auto blocks = ctx ? static_cast<int64_t>(ctx->branches.size()) : 0;
+  const int64_t frames = blocks > 0 ? x.size(0) / blocks : 1;
+  if (frames <= 1 || !x.is_cpu()) {
+    const at::Tensor d = adapter_->delta(which, x);
+    return d.defined() ? y + d : y;
+  }
+  // Several frames per branch ([block 0: frames 0..F-1, block 1: ...]): the
+  // adapter's small products run per frame, on the rows that frame has alone
+  // (one per branch), because the CPU's BLAS picks its kernels by the
+  // matrices' sizes and the adapter's rank-r products come out different in
+  // the last bits for another row count; so a frame's edit does not depend
+  // on the batch it is in (--batch-frames). The base projections are batched.
+  std::vector<at::Tensor> rows(static_cast<size_t>(x.size(0)));
+  for (int64_t f = 0; f < frames; ++f) {
+    const at::Tensor index = at::arange(f, x.size(0), frames, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor d = adapter_->delta(which, x.index_select(0, index));
+    if (!d.defined()) return y;
+    for (int64_t b = 0; b < blocks; ++b) rows[static_cast<size_t>(b * frames + f)] = d[b];
+  }
+  return y + at::stack(rows, 0);
 }
 
 at::Tensor AttentionImpl::base_projection(Projection which, const at::Tensor& x) {
@@ -53,9 +71,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& co
   TORCH_CHECK(is_cross() == context.defined(), "Attention ", name(),
               is_cross() ? ": cross-attention needs a context" : ": self-attention takes no context");
   const at::Tensor& source = context.defined() ? context : hidden;
-  at::Tensor q = project(Projection::Query, hidden);  // [B, N, inner]
-  at::Tensor k = project(Projection::Key, source);    // [B, M, inner]
-  at::Tensor v = project(Projection::Value, source);
+  at::Tensor q = project(Projection::Query, hidden, &ctx);  // [B, N, inner]
+  at::Tensor k = project(Projection::Key, source, &ctx);    // [B, M, inner]
+  at::Tensor v = project(Projection::Value, source, &ctx);
   if (ctx.control != nullptr) {
     auto kv = ctx.control->keys_values(AttentionSite{name(), is_cross(), ctx}, q, k, v);
     const at::Tensor& k2 = kv.first;
@@ -70,7 +88,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& co
     v = v2.to(q.options());
   }
   at::Tensor out = scaled_dot_product(q, k, v, options_.heads, options_.upcast_attention);
-  return out_dropout_(project(Projection::Out, out));
+  return out_dropout_(project(Projection::Out, out, &ctx));
 }
 
 at::Tensor AttentionImpl::forward_spatial(const at::Tensor& x) {

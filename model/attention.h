@@ -73,7 +73,8 @@ class AttentionImpl : public torch::nn::Module {
   GroupNorm group_norm{nullptr};          // VAE form only
 
  private:
-  at::Tensor project(Projection which, const at::Tensor& x);
+  /// `ctx` (may be null) tells how many frames the batch holds per branch.
+  at::Tensor project(Projection which, const at::Tensor& x, const AttentionContext* ctx = nullptr);
   at::Tensor base_projection(Projection which, const at::Tensor& x);
 
   AttentionOptions options_;

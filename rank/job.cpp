@@ -238,7 +238,8 @@ class RenderJob {
     if (root_) log("loading the model " + settings_.model);
     const Outcome mine = attempt([&] {
       const LogFn log = [this](const std::string& line) { console_.log(line); };
-      renderer_ = std::make_unique<Renderer>(settings_, workdir_, root_ ? log : LogFn{}, options_.cuda_device);
+      renderer_ = std::make_unique<Renderer>(settings_, workdir_, root_ ? log : LogFn{}, options_.cuda_device,
+                                             options_.ranks_on_node);
       if (root_) {
         live_ = std::make_unique<LiveProgress>(
             options_.terminal, [this](const std::string& line, bool in_place) { console_.progress(line, in_place); });
@@ -287,8 +288,17 @@ class RenderJob {
       };
       IdleScope idle;  // a stop signal here ends the process at once: nothing is in hand
       const Named adapter = comm::broadcast_named(comm_, root_ ? to_device(r.adapter_tensors()) : Named{}, 0, r.device());
-      const Named group = comm::broadcast_named(comm_, root_ ? to_device(r.group_tensors()) : Named{}, 0, r.device());
-      if (!root_ && mine_.kind == "ok") r.install_adaptation(adapter, group);
+      if (!root_ && mine_.kind == "ok") r.install_adaptation(adapter, {});
+      // The group one step at a time (the parts are known on every rank from
+      // the settings): no rank holds a second whole copy, and a device holds
+      // one step of it in transit. One rank has nothing to send.
+      if (comm_.size() > 1) {
+        for (int64_t part : r.group_parts()) {
+          const Named tensors =
+              comm::broadcast_named(comm_, root_ ? to_device(r.group_part_tensors(part)) : Named{}, 0, r.device());
+          if (!root_ && mine_.kind == "ok") r.install_group_part(tensors);
+        }
+      }
     }
     if (root_) log("adaptation broadcast to " + std::to_string(comm_.size()) + " rank" + (comm_.size() == 1 ? "" : "s"));
   }

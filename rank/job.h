@@ -34,6 +34,7 @@ struct JobOptions {
   bool overwrite = false;  // replace an existing output this work directory did not write
   bool terminal = false;   // progress updated in place (stderr is a terminal)
   int cuda_device = -1;    // see Renderer
+  int ranks_on_node = 1;   // ranks sharing this node's host memory (the memory plan)
 };
 
 /// A failure rank 0 reports; thrown on the other ranks so that they exit

@@ -20,7 +20,11 @@
 #include "io/segments.h"
 #include "io/video_writer.h"
 #include "model/dtype.h"
+#ifdef VIA_HAVE_NCCL
+#include "comm/nccl_communicator.h"  // cuda_free_memory
+#endif
 #include "rank/adapter_file.h"
+#include "rank/group_store.h"
 #include "rank/progress.h"
 #include "rank/stop.h"
 
@@ -28,7 +32,7 @@ namespace fs = std::filesystem;
 
 namespace via::rank {
 
-Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int cuda_device)
+Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int cuda_device, int ranks_on_node)
     : settings_(std::move(settings)), dir_{std::move(workdir)}, log_(std::move(log)) {
   settings_.validate();
   StageTimer timer(times_, Stage::Startup);
@@ -57,6 +61,57 @@ Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int 
                                              video_.display_size());
     mask_->validate(video_.frame_count);
   }
+
+  // The memory plan, before anything is computed: a group that cannot fit
+  // is refused now, naming the settings that would.
+  PlanInputs in;
+  const int64_t f = model_->vae_scale_factor(), lh = size_.height / f, lw = size_.width / f;
+  in.layers = group_layers(*model_->unet(), lh, lw, text_.cond.size(1));
+  in.frame_count = video_.frame_count;
+  in.latent_pixels = lh * lw;
+  in.base_channels = model_->unet()->config().block_out_channels.at(0);
+  in.element_size = static_cast<int64_t>(c10::elementSize(options.dtype));
+  constexpr double kMiB = 1024.0 * 1024.0;
+  in.limits.host = settings_.host_memory > 0 ? settings_.host_memory * kMiB : available_host_memory(ranks_on_node);
+  in.limits.host_source = settings_.host_memory > 0 ? "--host-memory"
+                          : ranks_on_node > 1 ? "free memory / " + std::to_string(ranks_on_node) + " ranks on the node"
+                                              : "free memory";
+  in.limits.device_is_host = !cuda;
+  if (cuda) {
+    in.limits.device = settings_.device_memory > 0 ? settings_.device_memory * kMiB : -1;
+    in.limits.device_source = "--device-memory";
+#ifdef VIA_HAVE_NCCL
+    if (settings_.device_memory <= 0) {
+      in.limits.device = static_cast<double>(comm::cuda_free_memory(options.device.index()));
+      in.limits.device_source = "free device memory";
+    }
+#endif
+  }
+  plan_ = checked_memory_plan(in, settings_);
+  this->log(plan_.summary());
+  configure_group();
+}
+
+void Renderer::configure_group() {
+  group_.set_device_residency(plan_.whole_on_device ? adapt::AttentionGroup::DeviceResidency::Whole
+                                                    : adapt::AttentionGroup::DeviceResidency::Step);
+  group_.set_pinned(device().is_cuda());
+}
+
+int64_t Renderer::key_frame_count() const {
+  return static_cast<int64_t>(adapt::key_frame_indices(video_.frame_count, settings_.group_size).size());
+}
+
+std::vector<int64_t> Renderer::group_parts() const {
+  if (settings_.attention == adapt::AttentionMode::Own) return {};
+  std::vector<int64_t> parts = {adapt::AttentionGroup::kCrossStep};
+  for (int64_t s = 0; s < settings_.resolved_swap_steps(); ++s) parts.push_back(s);
+  return parts;
+}
+
+void Renderer::install_group_part(const std::map<std::string, at::Tensor>& tensors) {
+  group_.add_named(tensors);
+  group_.set_key_frames(key_frame_count());
 }
 
 Renderer::~Renderer() = default;
@@ -176,12 +231,14 @@ void Renderer::adapt() {
 
   throw_if_stopped();
   if (swap.mode == adapt::AttentionMode::Own) return;
-  if (io::is_valid_checkpoint(dir_.group())) {
+  const std::string stored = group_file_problem(dir_.group());
+  if (stored.empty()) {
     StageTimer timer(times_, Stage::Checkpoint);
-    group_ = adapt::AttentionGroup::from_named(io::load_checkpoint(dir_.group()).tensors);
+    load_group(dir_.group(), group_);
     log("gather: loaded the attention group of an earlier attempt");
     return;
   }
+  if (stored != "missing") log("gather: the attention group on disk is not used (" + stored + "); gathering it again");
   StageTimer timer(times_, Stage::Gather);
   const std::vector<int64_t> keys = adapt::key_frame_indices(video_.frame_count, settings_.group_size);
   std::vector<at::Tensor> images;
@@ -191,8 +248,12 @@ void Renderer::adapt() {
   log("gather: key frames " + list);
   group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap, {}, nullptr,
                                step_progress("gather", "key frame", static_cast<int64_t>(keys.size())));
-  io::save_checkpoint(dir_.group(), group_.to_named(), {{"key_frames", list}});
+  configure_group();
+  save_group(dir_.group(), group_, keys);
   log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
+  if (group_.bytes() != plan_.group_bytes())
+    log("warning: the attention group has " + std::to_string(group_.bytes()) + " bytes, the memory plan said " +
+        std::to_string(plan_.group_bytes()));
 }
 
 Renderer::RootPairImages Renderer::root_pair() {
@@ -261,20 +322,27 @@ void Renderer::install_adaptation(const std::map<std::string, at::Tensor>& adapt
   } else if (mode == adapt::FinetuneMode::Full) {
     adapt::load_unet_state(*model_->unet(), adapter);
   }
-  if (settings_.attention != adapt::AttentionMode::Own) group_ = adapt::AttentionGroup::from_named(group);
+  if (settings_.attention != adapt::AttentionMode::Own) install_group_part(group);
 }
 
 void Renderer::load_adaptation() {
   if (settings_.finetune != adapt::FinetuneMode::Off) load_adapter();
   if (settings_.attention != adapt::AttentionMode::Own) {
     StageTimer timer(times_, Stage::Checkpoint);
-    group_ = adapt::AttentionGroup::from_named(io::load_checkpoint(dir_.group()).tensors);
+    const std::string problem = group_file_problem(dir_.group());
+    if (!problem.empty())
+      throw std::runtime_error(dir_.group() + ": " + problem + " (via render --resume gathers it again)");
+    load_group(dir_.group(), group_);
   }
 }
 
-at::Tensor Renderer::frame_latents(int64_t frame) {
+at::Tensor Renderer::frame_latents(int64_t frame) { return frames_latents({frame}).front(); }
+
+std::vector<at::Tensor> Renderer::frames_latents(const std::vector<int64_t>& frames) {
   const adapt::SwapSettings swap = swap_settings();
-  const at::Tensor image_latents = this->image_latents(frame);
+  std::vector<at::Tensor> images;
+  for (int64_t f : frames) images.push_back(image_latents(f));
+  const at::Tensor image_latents = images.size() == 1 ? images.front() : at::cat(images, 0);
   throw_if_stopped();
   StageTimer timer(times_, Stage::Denoise);
   at::Tensor src, m;
@@ -282,21 +350,29 @@ at::Tensor Renderer::frame_latents(int64_t frame) {
     // Local latent adaptation (adaptation/latent_blend.h): the source latent,
     // scaled like the generated one, noised to each step's level.
     src = image_latents * model_->vae()->config().scaling_factor;
-    m = adapt::feather_mask(adapt::mask_to_latent_grid(mask_->mask(frame), src.size(2), src.size(3)),
-                            settings_.mask_feather)
-            .to(src.device());
+    std::vector<at::Tensor> masks;
+    for (int64_t f : frames)
+      masks.push_back(adapt::feather_mask(adapt::mask_to_latent_grid(mask_->mask(f), src.size(2), src.size(3)),
+                                          settings_.mask_feather));
+    m = (masks.size() == 1 ? masks.front() : at::cat(masks, 0)).to(src.device());
   }
-  // Between steps: stop when asked (the frame is abandoned), then blend.
+  // Between steps: stop when asked (the frames are abandoned), then blend.
   const model::StepHook on_step = [&](const model::StepInfo& info, at::Tensor& latents) {
     throw_if_stopped();
     if (!mask_) return;
-    // Its own stream, apart from the edit's (base/random.h).
-    const at::Tensor noise =
-        model::make_noise(src.sizes(), settings_.seed, frame, random::kMaskNoiseStep + info.step).to(src.device());
+    // Each frame its own stream, apart from the edit's (base/random.h).
+    std::vector<at::Tensor> rows;
+    for (int64_t f : frames)
+      rows.push_back(model::make_noise(src.narrow(0, 0, 1).sizes(), settings_.seed, f, random::kMaskNoiseStep + info.step));
+    const at::Tensor noise = (rows.size() == 1 ? rows.front() : at::cat(rows, 0)).to(src.device());
     const at::Tensor noised = info.scheduler.add_noise(src, noise, info.step + 1);
     latents = adapt::blend_latents(latents, noised, adapt::step_mask(m, info.step, info.num_steps));
   };
-  return adapt::swap_denoise(*model_, image_latents, frame, group_, text_, swap, on_step).to(at::kCPU);
+  const at::Tensor out =
+      adapt::swap_denoise_batch(*model_, image_latents, frames, group_, text_, swap, on_step).to(at::kCPU);
+  std::vector<at::Tensor> latents;
+  for (int64_t b = 0; b < out.size(0); ++b) latents.push_back(out.size(0) == 1 ? out : out.narrow(0, b, 1).clone());
+  return latents;
 }
 
 at::Tensor Renderer::decode_frame(const at::Tensor& latents) const {
@@ -346,30 +422,38 @@ int64_t Renderer::render_chunk(int64_t chunk) {
   }
 
   // Every frame goes to its own file as soon as it is done, so a stop loses
-  // at most the frames in hand.
+  // at most the frames in hand (one batch).
   fs::create_directories(dir_.frames_dir(chunk));
-  std::vector<at::Tensor> latents;
-  int64_t denoised = 0;
+  std::vector<at::Tensor> latents(static_cast<size_t>(count));
+  std::vector<int64_t> pending;
   for (int64_t f = first; f < first + count; ++f) {
     const std::string path = dir_.frame_latents(chunk, f);
-    at::Tensor z;
     if (fs::is_regular_file(path, ec)) {
       StageTimer timer(times_, Stage::Checkpoint);
       try {
         const io::Checkpoint c = io::load_checkpoint(path);
-        if (std::get<std::string>(c.attributes.at("settings_hash")) == hash) z = c.tensors.at("latents");
+        if (std::get<std::string>(c.attributes.at("settings_hash")) == hash)
+          latents[static_cast<size_t>(f - first)] = c.tensors.at("latents");
       } catch (const std::exception& e) {
         log("redoing frame " + std::to_string(f) + ": " + e.what());
       }
     }
-    if (!z.defined()) {
-      z = frame_latents(f);
+    if (!latents[static_cast<size_t>(f - first)].defined()) pending.push_back(f);
+  }
+  int64_t denoised = 0;
+  const auto batch = static_cast<size_t>(std::max<int64_t>(1, batch_frames()));
+  for (size_t i = 0; i < pending.size(); i += batch) {
+    const std::vector<int64_t> frames(pending.begin() + static_cast<std::ptrdiff_t>(i),
+                                      pending.begin() + static_cast<std::ptrdiff_t>(std::min(i + batch, pending.size())));
+    const std::vector<at::Tensor> done = frames_latents(frames);
+    for (size_t b = 0; b < frames.size(); ++b) {
+      const int64_t f = frames[b];
       ++denoised;
       ++times_.frames;
       StageTimer timer(times_, Stage::Checkpoint);
-      io::save_checkpoint(path, {{"latents", z}}, {{"settings_hash", hash}, {"frame", f}});
+      io::save_checkpoint(dir_.frame_latents(chunk, f), {{"latents", done[b]}}, {{"settings_hash", hash}, {"frame", f}});
+      latents[static_cast<size_t>(f - first)] = done[b];
     }
-    latents.push_back(z);
   }
   write_segment(chunk, latents);
   {

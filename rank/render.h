@@ -17,6 +17,7 @@
 #include "adaptation/gather.h"
 #include "io/video_reader.h"
 #include "model/pipeline.h"
+#include "rank/memory_plan.h"
 #include "rank/settings.h"
 #include "rank/timings.h"
 #include "rank/workdir.h"
@@ -49,8 +50,11 @@ using ProgressFn = std::function<void(const std::string& stage, const std::strin
 class Renderer {
  public:
   /// `cuda_device`: the CUDA device to run on; -1 picks device 0 when CUDA
-  /// is available, the CPU otherwise.
-  Renderer(RenderSettings settings, std::string workdir, LogFn log = {}, int cuda_device = -1);
+  /// is available, the CPU otherwise. `ranks_on_node`: the ranks sharing
+  /// this node's host memory (for the memory plan). Throws SettingsError,
+  /// before anything is computed, when the memory plan does not fit.
+  Renderer(RenderSettings settings, std::string workdir, LogFn log = {}, int cuda_device = -1,
+           int ranks_on_node = 1);
   ~Renderer();
 
   const RenderSettings& settings() const { return settings_; }
@@ -66,6 +70,12 @@ class Renderer {
   std::pair<int64_t, int64_t> chunk_frames(int64_t chunk) const { return plan().range(chunk); }
   /// Time spent so far, per stage.
   StageTimes& times() { return times_; }
+  /// The memory plan, made (and logged) when the model was loaded.
+  const MemoryPlan& memory_plan() const { return plan_; }
+  /// Frames per UNet call (--batch-frames, resolved by the plan).
+  int64_t batch_frames() const { return plan_.batch_frames; }
+  /// The attention group as adapt(), load_adaptation() or the installs left it.
+  const adapt::AttentionGroup& group() const { return group_; }
   /// Where adapt() reports its steps (nothing by default).
   void set_progress(ProgressFn progress) { progress_ = std::move(progress); }
 
@@ -83,12 +93,22 @@ class Renderer {
   /// Installs tensors another rank's adapter_tensors() / group_tensors() gave.
   void install_adaptation(const std::map<std::string, at::Tensor>& adapter,
                           const std::map<std::string, at::Tensor>& group);
+  /// The group in parts, for broadcasting one step at a time: the same list
+  /// on every rank (from the settings alone): AttentionGroup::kCrossStep,
+  /// then the steps 0..swap_steps-1; empty for --attention own.
+  std::vector<int64_t> group_parts() const;
+  std::map<std::string, at::Tensor> group_part_tensors(int64_t part) const { return group_.step_named(part); }
+  /// Installs one part another rank's group_part_tensors() gave.
+  void install_group_part(const std::map<std::string, at::Tensor>& tensors);
   /// Reads and encodes the source frames of `chunk` ahead of time (what a
   /// rank does while rank 0 adapts); render_chunk() uses them.
   void prefetch(int64_t chunk);
 
   /// The frame's final latents [1, C, h, w] (fp32, CPU).
   at::Tensor frame_latents(int64_t frame);
+  /// Several frames' final latents, denoised in one batch (B frames per UNet
+  /// call): each equals frame_latents() of its frame.
+  std::vector<at::Tensor> frames_latents(const std::vector<int64_t>& frames);
   /// The decoded frame as bytes [H, W, 3] (uint8, CPU).
   at::Tensor decode_frame(const at::Tensor& latents) const;
 
@@ -114,6 +134,8 @@ class Renderer {
   /// the progress ("candidates: candidate 2/4, step 7/20").
   model::StepHook step_progress(const std::string& stage, const std::string& unit, int64_t count) const;
   adapt::SwapSettings swap_settings() const;
+  int64_t key_frame_count() const;
+  void configure_group();  // the plan's device residency, pinned memory on CUDA
   at::Tensor image_latents(int64_t frame);
   struct RootPairImages {
     at::Tensor source, edit, edit_latent;
@@ -135,6 +157,7 @@ class Renderer {
   model::TextEmbeddings text_;
   std::unique_ptr<adapt::LoraAdapter> lora_;
   adapt::AttentionGroup group_;
+  MemoryPlan plan_;
   std::unique_ptr<io::MaskSource> mask_;
   std::map<int64_t, at::Tensor> prefetched_;  // frame -> image latents (unscaled)
   StageTimes times_;

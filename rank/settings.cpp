@@ -53,6 +53,12 @@ SettingField required(SettingField f) {
   return f;
 }
 
+// Outside the hash: it changes no output frame.
+SettingField unhashed(SettingField f) {
+  f.hashed = false;
+  return f;
+}
+
 // An enumerated setting: one of `values`, written by `name`. "{choices}" in
 // the help stands for the names.
 template <class T>
@@ -94,7 +100,7 @@ std::function<std::string(std::optional<T>)> or_auto(std::string (*name)(T)) {
 std::vector<SettingField> make_table() {
   using S = RenderSettings;
   const std::string io = "input and output", edit = "editing", adapt = "test-time editing adaptation",
-                    attn = "spatiotemporal attention adaptation";
+                    attn = "spatiotemporal attention adaptation", resources = "resources";
   std::vector<std::optional<model::SchedulerKind>> schedulers = {std::nullopt};
   schedulers.insert(schedulers.end(), model::kSchedulerKinds.begin(), model::kSchedulerKinds.end());
   std::vector<std::optional<c10::ScalarType>> dtypes = {std::nullopt};
@@ -196,6 +202,22 @@ std::vector<SettingField> make_table() {
                        "{choices} (shared: one noise for every frame, a baseline)"),
       member("mask_feather", attn, &S::mask_feather, "mask edge blur (latent pixels)",
              [](const S& s) { require(s.mask_feather >= 0, "--mask-feather must not be negative"); }),
+
+      // Resources: the output does not depend on them (bit for bit on the CPU).
+      unhashed(member("batch_frames", resources, &S::batch_frames,
+                      "frames per UNet call (0: auto, 1 on the CPU and from free memory on a GPU); "
+                      "each frame keeps its own noise, the output does not change",
+                      [](const S& s) {
+                        require(s.batch_frames >= 0 && s.batch_frames <= 256,
+                                "--batch-frames must be between 0 (auto) and 256");
+                      })),
+      unhashed(member("host_memory", resources, &S::host_memory,
+                      "host memory a rank may use, MiB, for the memory plan (0: the free memory shared among "
+                      "the node's ranks)",
+                      [](const S& s) { require(s.host_memory >= 0, "--host-memory must not be negative"); })),
+      unhashed(member("device_memory", resources, &S::device_memory,
+                      "device memory a rank may use, MiB, for the memory plan (0: the device's free memory)",
+                      [](const S& s) { require(s.device_memory >= 0, "--device-memory must not be negative"); })),
   };
 }
 

@@ -86,6 +86,11 @@ struct RenderSettings {
   std::string preset = "medium";
   int64_t chunk_frames = 16;
 
+  // Resources: outside the hash, they change no output frame.
+  int64_t batch_frames = 0;  // frames per UNet call; 0: auto (1 on the CPU, from free memory on a GPU)
+  double host_memory = 0;    // MiB a rank may use in host memory; 0: the free memory shared among the node's ranks
+  double device_memory = 0;  // MiB a rank may use on its device; 0: the device's free memory
+
   /// Throws SettingsError naming the first invalid setting.
   void validate() const;
   /// swap_steps with -1 resolved to `steps`.
@@ -99,7 +104,7 @@ struct RenderSettings {
   /// Sets the setting `key` from its JSON value (a name for an enumerated
   /// setting); throws SettingsError naming the flag when it is not one.
   void set(const std::string& key, const nlohmann::json& value);
-  /// The hashed settings (all but `output` and `audio`) and their hash (16 hex digits).
+  /// The hashed settings (all but `output`, `audio` and the resources) and their hash (16 hex digits).
   nlohmann::json hashed() const;
   std::string hash() const;
   /// The first hashed setting that differs from `other`'s, or "" when equal.
@@ -121,7 +126,7 @@ struct SettingField {
   std::string group;  // the help section
   std::string help;
   bool required = false;  // on the command line
-  bool hashed = true;     // all but output and audio: they change no computed frame
+  bool hashed = true;     // all but output, audio and the resources: they change no computed frame
   Binding binding;
   std::function<nlohmann::json(const RenderSettings&)> get;
   /// Throws SettingsError naming the flag for a value of the wrong type or name.

@@ -117,3 +117,78 @@ TEST(AttentionGroup, MissingEntryIsAnError) {
   AttentionGroup group;
   EXPECT_THROW(group.get(kSelf, 0), std::out_of_range);
 }
+
+// The group goes to other ranks and to disk one step at a time: step_named()
+// of every step, added back with add_named(), is the group again.
+TEST(AttentionGroup, StepsRoundTripOneAtATime) {
+  AttentionGroup group;
+  for (int64_t step : {0, 1}) {
+    group.append(kSelf, step, kv_of(0, step), kv_of(0, step + 2));
+    group.append(kSelf, step, kv_of(1, step), kv_of(1, step + 2));
+  }
+  group.append(kCross, AttentionGroup::kCrossStep, kv_of(3, 1), kv_of(3, 2));
+  group.set_key_frames(2);
+  EXPECT_EQ(group.steps(), (std::vector<int64_t>{AttentionGroup::kCrossStep, 0, 1}));
+  EXPECT_EQ(group.step_named(AttentionGroup::kCrossStep).count(kCross + "@cross/k"), 1u);
+  AttentionGroup back;
+  int64_t bytes = 0;
+  for (int64_t step : group.steps()) {
+    const auto part = group.step_named(step);
+    EXPECT_EQ(part.size(), step == AttentionGroup::kCrossStep ? 2u : 2u);
+    back.add_named(part);
+    bytes += group.step_bytes(step);
+  }
+  EXPECT_EQ(bytes, group.bytes());
+  EXPECT_EQ(back.bytes(), group.bytes());
+  EXPECT_EQ(back.to_named().size(), group.to_named().size());
+  for (const auto& [name, t] : group.to_named()) EXPECT_TRUE(at::equal(back.to_named().at(name), t)) << name;
+  std::string layer;
+  int64_t step = 0;
+  bool is_key = false;
+  EXPECT_TRUE(AttentionGroup::parse_name(kCross + "@cross/v", &layer, &step, &is_key));
+  EXPECT_EQ(layer, kCross);
+  EXPECT_EQ(step, AttentionGroup::kCrossStep);
+  EXPECT_FALSE(is_key);
+  EXPECT_FALSE(AttentionGroup::parse_name("latents", nullptr, nullptr, nullptr));
+  EXPECT_FALSE(AttentionGroup::parse_name(kSelf + "@x/k", nullptr, nullptr, nullptr));
+}
+
+// The swap holds one step's entries (and cross-attention's) at a time on its
+// device; with residency Whole every entry once copied stays.
+TEST(AttentionGroup, TheDeviceHoldsOneStepAtATime) {
+  AttentionGroup group;
+  for (int64_t step : {0, 1, 2}) group.append(kSelf, step, kv_of(0, step), kv_of(0, step));
+  group.append(kCross, AttentionGroup::kCrossStep, kv_of(3, 1), kv_of(3, 2));
+  group.set_key_frames(1);
+  SwapControl swap(group, 3, LayerSet::Both);
+  const at::Tensor own = at::zeros({3, 4, 2});
+  const int64_t step_bytes = group.step_bytes(0), cross_bytes = group.step_bytes(AttentionGroup::kCrossStep);
+  for (int64_t step : {0, 1, 2}) {
+    const auto ctx = context(step);
+    swap.keys_values({kSelf, false, ctx}, own, own, own);
+    swap.keys_values({kCross, true, ctx}, own, own, own);
+    EXPECT_EQ(group.device_bytes(), step_bytes + cross_bytes) << "step " << step;
+  }
+  EXPECT_EQ(group.peak_device_bytes(), step_bytes + cross_bytes);
+  group.set_device_residency(AttentionGroup::DeviceResidency::Whole);
+  for (int64_t step : {0, 1, 2}) {
+    const auto ctx = context(step);
+    swap.keys_values({kSelf, false, ctx}, own, own, own);
+  }
+  EXPECT_EQ(group.device_bytes(), group.bytes());
+}
+
+// A cross-attention layer's entry is one key frame's: the swap hands out G
+// copies of it, as if each key frame's had been stored.
+TEST(AttentionGroup, CrossAttentionIsRepeatedForEveryKeyFrame) {
+  AttentionGroup group;
+  group.append(kCross, AttentionGroup::kCrossStep, kv_of(3, 1), kv_of(3, 2));
+  group.set_key_frames(4);
+  SwapControl swap(group, 1, LayerSet::Both);
+  const at::Tensor own = at::zeros({6, 4, 2});  // 2 frames per branch
+  const auto ctx = context(0);
+  auto [k, v] = swap.keys_values({kCross, true, ctx}, own, own, own);
+  ASSERT_EQ(k.sizes(), (std::vector<int64_t>{6, 16, 2}));
+  for (int j = 0; j < 4; ++j) EXPECT_TRUE(at::equal(k.slice(1, 4 * j, 4 * j + 4), kv_of(3, 1).repeat_interleave(2, 0)));
+  EXPECT_TRUE(at::equal(v.slice(1, 12, 16), kv_of(3, 2).repeat_interleave(2, 0)));
+}

@@ -7,9 +7,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -174,10 +176,22 @@ TEST(Gather, KeyFrameISawExactlyTheKeyFramesBeforeIt) {
   }
   EXPECT_GT(self_calls, 0);
   EXPECT_GT(cross_calls, 0);
-  // The group holds what every key frame computed, in key-frame order.
-  EXPECT_EQ(static_cast<int64_t>(r.group.size()), static_cast<int64_t>(r.calls[0].size()));
+  // The group holds what every key frame computed, in key-frame order; a
+  // cross-attention layer once: every key frame computes the same K/V for
+  // it at every step (from the one text embedding), bit for bit.
+  std::set<std::string> cross_layers;
   for (size_t c = 0; c < r.calls[0].size(); ++c) {
     const Call& first = r.calls[0][c];
+    if (first.cross) {
+      cross_layers.insert(first.layer);
+      EXPECT_FALSE(r.group.contains(first.layer, first.step)) << first.layer << ": stored once, not per step";
+      auto [k, v] = r.group.get(first.layer, AttentionGroup::kCrossStep);
+      for (size_t i = 0; i < 3; ++i) {
+        EXPECT_TRUE(at::equal(k.to(at::kFloat), as_stored(r.calls[i][c].own_k))) << first.layer << " key frame " << i;
+        EXPECT_TRUE(at::equal(v.to(at::kFloat), as_stored(r.calls[i][c].own_v)));
+      }
+      continue;
+    }
     auto [k, v] = r.group.get(first.layer, first.step);
     EXPECT_EQ(r.group.frames(first.layer, first.step), 3);
     EXPECT_TRUE(at::equal(k.to(at::kFloat), at::cat({as_stored(r.calls[0][c].own_k), as_stored(r.calls[1][c].own_k),
@@ -185,6 +199,8 @@ TEST(Gather, KeyFrameISawExactlyTheKeyFramesBeforeIt) {
     EXPECT_TRUE(at::equal(v.to(at::kFloat), at::cat({as_stored(r.calls[0][c].own_v), as_stored(r.calls[1][c].own_v),
                                                      as_stored(r.calls[2][c].own_v)}, 1)));
   }
+  EXPECT_EQ(static_cast<int64_t>(r.group.size()), self_calls + static_cast<int64_t>(cross_layers.size()));
+  EXPECT_EQ(r.group.key_frames(), 3);
 }
 
 TEST(Gather, SwapStepsAndLayersLimitWhatIsGathered) {
@@ -284,6 +300,45 @@ TEST(Swap, SharedNoiseMakesTheFrameIndexIrrelevant) {
   s.shared_noise = true;
   EXPECT_TRUE(at::equal(adapt::swap_denoise(tiny_model(), latents, 2, AttentionGroup(), text(), s),
                         adapt::swap_denoise(tiny_model(), latents, 7, AttentionGroup(), text(), s)));
+}
+
+// --batch-frames: several frames in one UNet call give each frame exactly
+// what it gets alone (its own noise streams; no row depends on another).
+TEST(Swap, BatchedFramesEqualUnbatched) {
+  const RecordedGather& r = recorded_gather();
+  const std::vector<int64_t> frames = {2, 5, 7};
+  for (const SwapSettings& s : {settings(), settings(AttentionMode::Anchor), settings(AttentionMode::Own)}) {
+    std::vector<at::Tensor> latents, alone;
+    for (int64_t f : frames) {
+      latents.push_back(tiny_model().encode_image(video_frame(f)));
+      alone.push_back(adapt::swap_denoise(tiny_model(), latents.back(), f, r.group, text(), s));
+    }
+    const at::Tensor batch = adapt::swap_denoise_batch(tiny_model(), at::cat(latents, 0), frames, r.group, text(), s);
+    for (size_t b = 0; b < frames.size(); ++b)
+      EXPECT_TRUE(at::equal(batch.narrow(0, static_cast<int64_t>(b), 1), alone[b]))
+          << adapt::attention_mode_name(s.mode) << ": frame " << frames[b] << " differs in a batch, max "
+          << (batch.narrow(0, static_cast<int64_t>(b), 1) - alone[b]).abs().max().item<double>();
+  }
+}
+
+// Swapping cross-attention is a no-op but for rounding: every frame's text
+// embedding is the same, so the group's cross-attention K/V are G copies of
+// the frame's own (rounded to half precision), and softmax over G copies of
+// each key weighs every copy 1/G. Swapping only self-attention then gives
+// nearly the same edit; what differs is that rounding.
+TEST(Swap, CrossAttentionSwapChangesOnlyRounding) {
+  const int64_t frame = 5;
+  const at::Tensor latents = tiny_model().encode_image(video_frame(frame));
+  SwapSettings self_only = settings();
+  self_only.layers = adapt::LayerSet::Self;
+  const AttentionGroup self_group = adapt::gather_group(tiny_model(), key_images(), kKeys, text(), self_only);
+  const at::Tensor both = adapt::swap_denoise(tiny_model(), latents, frame, recorded_gather().group, text(), settings());
+  const at::Tensor self = adapt::swap_denoise(tiny_model(), latents, frame, self_group, text(), self_only);
+  const at::Tensor own = adapt::swap_denoise(tiny_model(), latents, frame, AttentionGroup(), text(), settings(AttentionMode::Own));
+  const double rounding = (both - self).abs().max().item<double>(), swap = mean_abs_diff(both, own);
+  std::printf("cross-attention swap: max |both - self| = %.3g (mean %.3g); the swap itself: mean |both - own| = %.3g\n",
+              rounding, mean_abs_diff(both, self), swap);
+  EXPECT_LT(mean_abs_diff(both, self), 0.05 * swap);
 }
 
 TEST(TemporalConsistency, IsTheMeanConsecutiveDifference) {

@@ -4,13 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <vector>
 #include <filesystem>
 #include <fstream>
 
+#include "io/checkpoint.h"
 #include "io/image.h"
 #include "io/video_reader.h"
+#include "rank/group_store.h"
 #include "rank/render.h"
 #include "tests/io/test_video_util.h"
 #include "tests/support/data.h"
@@ -212,4 +216,161 @@ TEST_F(Render, MistakesAreRefusedBeforeComputeAndTheCorrectedCommandRuns) {
                                     dir_);
   EXPECT_NE(other.exit_code, 0);
   EXPECT_NE(other.err.find("other settings"), std::string::npos) << other.err;
+}
+
+namespace {
+
+// The chunk latents a renderer wrote, frame by frame.
+std::vector<at::Tensor> chunk_latents(const Renderer& r, int64_t chunk) {
+  const via::io::CheckpointReader file(r.workdir().chunk_latents(chunk));
+  std::vector<at::Tensor> out;
+  const auto [first, count] = r.chunk_frames(chunk);
+  for (int64_t f = first; f < first + count; ++f) out.push_back(file.read("frame_" + std::to_string(f)));
+  return out;
+}
+
+}  // namespace
+
+// --batch-frames changes how many frames go through one UNet call, never a
+// frame: a chunk rendered 3 frames at a time, with a mask (its noise is per
+// frame too), equals the same chunk rendered one frame at a time, bit for
+// bit. The second render reads the adaptation, group included, from the
+// files the first wrote (the per-step store): a render with the stored group
+// equals one with the group it gathered.
+TEST_F(Render, BatchedFramesAndTheStoredGroupChangeNoFrame) {
+  via::io::RgbImage mask(96, 64);
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 60; ++x) std::fill_n(mask.pixel(x, y), 3, uint8_t{255});
+  via::io::write_png(dir_.file("mask.png"), mask);
+  RenderSettings s = small_settings(input_);
+  s.mask = dir_.file("mask.png");
+  s.batch_frames = 1;
+  Renderer one(s, dir_.file("one"));
+  EXPECT_EQ(one.batch_frames(), 1);
+  one.adapt();
+  one.render_chunk(0);
+  std::filesystem::create_directories(dir_.file("three"));
+  for (const char* file : {"root_pair.h5", "adapter.h5", "attention_group.h5"})
+    if (std::filesystem::exists(dir_.file(std::string("one/") + file)))
+      std::filesystem::copy_file(dir_.file(std::string("one/") + file), dir_.file(std::string("three/") + file));
+  s.batch_frames = 3;
+  std::vector<std::string> lines;
+  Renderer three(s, dir_.file("three"), [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_EQ(three.batch_frames(), 3);
+  three.adapt();
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "gather: loaded the attention group of an earlier attempt"),
+            lines.end());
+  const auto named = one.group().to_named(), loaded = three.group().to_named();
+  ASSERT_EQ(named.size(), loaded.size());
+  for (const auto& [name, t] : named) EXPECT_TRUE(at::equal(loaded.at(name), t)) << name;
+  EXPECT_EQ(three.render_chunk(0), 5);  // frames 0-4: batches of 3 and 2
+  const auto a = chunk_latents(one, 0), b = chunk_latents(three, 0);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(at::equal(a[i], b[i])) << "frame " << i << ": max " << (a[i] - b[i]).abs().max().item<double>();
+}
+
+// The memory plan's group is the group the gather makes, to the byte: per
+// step, for cross-attention (stored once), in all; and the swap holds one
+// step's group (with cross-attention's) at a time, as the plan says.
+TEST_F(Render, MemoryPlanFiguresAreTheGroupsMeasuredSizes) {
+  for (const auto& [layers, swap_steps] : {std::pair{via::adapt::LayerSet::Both, int64_t{-1}},
+                                           std::pair{via::adapt::LayerSet::Self, int64_t{1}}}) {
+    RenderSettings s = small_settings(input_);
+    s.finetune = via::adapt::FinetuneMode::Off;
+    s.swap_layers = layers;
+    s.swap_steps = swap_steps;
+    s.group_size = 3;
+    const std::string work = dir_.file("w" + std::to_string(swap_steps));
+    Renderer r(s, work);
+    r.adapt();
+    const via::rank::MemoryPlan& plan = r.memory_plan();
+    const via::adapt::AttentionGroup& group = r.group();
+    EXPECT_EQ(plan.key_frames, 3);
+    EXPECT_EQ(plan.steps, s.resolved_swap_steps());
+    EXPECT_EQ(plan.group_bytes(), group.bytes());
+    for (int64_t step = 0; step < plan.steps; ++step) EXPECT_EQ(plan.step_bytes, group.step_bytes(step)) << step;
+    EXPECT_EQ(plan.cross_bytes, group.step_bytes(via::adapt::AttentionGroup::kCrossStep));
+    EXPECT_EQ(plan.cross_bytes > 0, layers == via::adapt::LayerSet::Both);
+    EXPECT_GT(plan.step_bytes, 0);
+    r.frame_latents(4);
+    EXPECT_EQ(group.peak_device_bytes(), plan.device_group_bytes());
+    EXPECT_EQ(plan.device_group_bytes(), plan.step_bytes + plan.cross_bytes);
+    EXPECT_EQ(plan.host_bytes(), plan.group_bytes() + plan.step_bytes);
+    EXPECT_EQ(plan.batch_frames, 1) << "auto on the CPU";
+  }
+}
+
+// A group that cannot fit the memory given is refused when the model is
+// loaded, before anything is denoised: one line naming the need, the limit
+// and the settings that would fit; the corrected command then renders.
+TEST_F(Render, AGroupThatCannotFitIsRefusedBeforeAnyDenoising) {
+  RenderSettings s = small_settings(input_);
+  s.steps = 3;
+  const via::rank::MemoryPlan plan = Renderer(s, dir_.file("probe")).memory_plan();
+  // Just too little for the group and a step in transit; one step fewer fits.
+  const double mib = static_cast<double>(plan.host_bytes() - 1) / (1024.0 * 1024.0);
+  s.host_memory = mib;
+  try {
+    Renderer r(s, dir_.file("direct"));
+    FAIL() << "a group larger than --host-memory must be refused";
+  } catch (const via::rank::SettingsError& e) {
+    EXPECT_NE(std::string(e.what()).find("--swap-steps 2"), std::string::npos) << e.what();
+  }
+  const std::string bin = std::getenv("VIA_BIN"), work = dir_.file("w");
+  char limit[32];
+  std::snprintf(limit, sizeof(limit), "%.9f", mib);
+  const std::string cmd = bin + " render --input '" + input_ + "' --output '" + dir_.file("o.mp4") + "' --model '" +
+                          reference_model() + "' --instruction 'make it a pencil sketch' --workdir '" + work +
+                          "' --long-side 64 --steps 3 --candidates 2 --augment 2 --finetune-steps 2 --group-size 2 "
+                          "--chunk-frames 5 --seed 11 --threads 1 --host-memory " + limit;
+  const auto refused = via::test::run(cmd, dir_);
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  size_t needs = 0;
+  for (size_t at = refused.err.find("needs"); at != std::string::npos; at = refused.err.find("needs", at + 1)) ++needs;
+  EXPECT_EQ(needs, 1u) << "one line: " << refused.err;
+  for (const char* says : {"error", "attention group needs", "of host memory per rank", "--host-memory",
+                           "--swap-steps 2", "--swap-layers cross"})
+    EXPECT_NE(refused.err.find(says), std::string::npos) << says << " in: " << refused.err;
+  for (const char* file : {"candidates.png", "root_pair.h5", "adapter.h5", "attention_group.h5"})
+    EXPECT_FALSE(std::filesystem::exists(work + "/" + file)) << file << ": nothing may be computed";
+  const auto fixed = via::test::run(cmd + " --swap-steps 2", dir_);
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.err;
+  EXPECT_NE(fixed.err.find("memory plan: attention group"), std::string::npos) << fixed.err;
+}
+
+// A work directory whose group is in the earlier format (cross-attention per
+// step and key frame, no group_format) is not trusted: a resume gathers it
+// again (the same group: the gather is deterministic), and a process that
+// only loads the adaptation says what to do.
+TEST_F(Render, AGroupInTheEarlierFormatIsGatheredAgain) {
+  RenderSettings s = small_settings(input_);
+  s.finetune = via::adapt::FinetuneMode::Off;
+  const std::string work = dir_.file("work");
+  std::map<std::string, at::Tensor> gathered;
+  {
+    Renderer r(s, work);
+    r.adapt();
+    gathered = r.group().to_named();
+    // The earlier format's file: the same entries, without group_format.
+    via::io::save_checkpoint(r.workdir().group(), gathered, {{"key_frames", std::string("2, 8")}});
+  }
+  try {
+    Renderer r(s, work);
+    r.load_adaptation();
+    FAIL() << "an earlier format's group must not be used";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("format 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--resume"), std::string::npos) << e.what();
+  }
+  std::vector<std::string> lines;
+  Renderer again(s, work, [&](const std::string& line) { lines.push_back(line); });
+  again.adapt();
+  EXPECT_NE(std::find_if(lines.begin(), lines.end(),
+                         [](const std::string& l) { return l.find("gathering it again") != std::string::npos; }),
+            lines.end());
+  const auto regathered = again.group().to_named();
+  ASSERT_EQ(regathered.size(), gathered.size());
+  for (const auto& [name, t] : gathered) EXPECT_TRUE(at::equal(regathered.at(name), t)) << name;
+  EXPECT_EQ(via::rank::group_file_problem(again.workdir().group()), "");
 }

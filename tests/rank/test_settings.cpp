@@ -54,6 +54,9 @@ RenderSettings every_field_changed() {
   s.crf = 23;
   s.preset = "slow";
   s.chunk_frames = 8;
+  s.batch_frames = 4;
+  s.host_memory = 2048;
+  s.device_memory = 512.5;
   return s;
 }
 }  // namespace
@@ -108,6 +111,9 @@ TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPathAndAudio) {
   RenderSettings a = valid(), b = valid();
   b.output = "elsewhere.webm";
   b.audio = via::io::AudioMode::Reencode;  // only the final join reads it
+  b.batch_frames = 8;                      // resources: the frames do not depend on them
+  b.host_memory = 100;
+  b.device_memory = 100;
   EXPECT_EQ(a.hash(), b.hash());
   EXPECT_EQ(a.first_difference(b), "");
   b.group_size = 6;
