@@ -91,12 +91,11 @@ void check_render(const RenderCommand& cmd, const std::string& where) {
   } catch (const rank::SettingsError& e) {
     throw UsageError(where + e.what());
   }
+  const rank::WorkDir dir{cmd.workdir};
   rank::RenderSettings existing;
-  if (rank::read_settings(rank::WorkDir{cmd.workdir}, &existing)) {
-    const std::string difference = existing.difference_from(s);
-    if (!difference.empty())
-      throw UsageError(where + "work directory " + cmd.workdir + " was made with other settings: " + difference +
-                       "; use the same settings, or choose another --workdir");
+  if (rank::read_settings(dir, &existing)) {
+    const std::string other = rank::other_settings_message(dir, existing, s);
+    if (!other.empty()) throw UsageError(where + other + "; use the same settings, or choose another --workdir");
   }
 }
 

@@ -167,6 +167,11 @@ bool holds_finished_work(const WorkDir& dir) {
 
 }  // namespace
 
+std::string other_settings_message(const WorkDir& dir, const RenderSettings& there, const RenderSettings& here) {
+  const std::string difference = there.difference_from(here);
+  return difference.empty() ? "" : "work directory " + dir.root + " was made with other settings: " + difference;
+}
+
 bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume) {
   make_dir(dir.root);
   RenderSettings stored;
@@ -176,10 +181,8 @@ bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool re
       throw WorkDirError("work directory " + dir.root +
                          " already holds a render; add --resume to continue it (`via status " + dir.root +
                          "` shows how far it got), or choose another directory");
-    const std::string difference = stored.difference_from(settings);
-    if (!difference.empty())
-      throw WorkDirError("work directory " + dir.root + " was made with other settings: " + difference +
-                         "; resume with the same settings, or choose another directory");
+    const std::string other = other_settings_message(dir, stored, settings);
+    if (!other.empty()) throw WorkDirError(other + "; resume with the same settings, or choose another directory");
   }
   remove_leftovers(dir.root, false);
   for (const char* sub : {"/chunks", "/segments"}) remove_leftovers(dir.root + sub, false);

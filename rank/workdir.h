@@ -94,6 +94,11 @@ class WorkDirLock {
 /// the directory already held this render (a resume).
 bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume);
 
+/// "work directory DIR was made with other settings: --steps is 5 there, 6
+/// here" when `there` (DIR's settings.json) differs from `here`, else "":
+/// the one message of a resume (prepare_workdir) and of `via submit`.
+std::string other_settings_message(const WorkDir& dir, const RenderSettings& there, const RenderSettings& here);
+
 /// Checks, before anything is written, that the render's output can be
 /// written (a new or regular file, not the input, in a writable directory)
 /// and its model exists. Throws SettingsError naming the path.
