@@ -8,7 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
+
+#include "base/posix.h"
 
 namespace via::rank {
 namespace {
@@ -26,7 +29,9 @@ std::atomic<bool> g_has_last_words{false};  // readable from the handler
 bool g_last_words_done = false;
 
 // The handler wakes the watcher thread through this pipe (write() is
-// async-signal-safe; recording a stop in a file is not).
+// async-signal-safe; recording a stop in a file is not). Plain descriptors,
+// not Fd: the handler reads them, and StopSignals' destructor closes them
+// after the handler is gone.
 int g_pipe[2] = {-1, -1};
 // A pointer: an exit() while StopSignals lives must not destroy a joinable
 // std::thread (std::terminate).
@@ -104,7 +109,7 @@ int Stopped::exit_code() const { return exit_code_of(signal_); }
 StopSignals::StopSignals(const std::string& idle_message) {
   g_message_len = std::min(idle_message.size(), sizeof(g_message) - 1);
   std::memcpy(g_message, idle_message.data(), g_message_len);
-  if (pipe2(g_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  VIA_SYS_CHECK(std::runtime_error, pipe2(g_pipe, O_CLOEXEC), "pipe");
   fcntl(g_pipe[1], F_SETFL, O_NONBLOCK);  // the handler never blocks
   g_watcher = new std::thread(watch);
   struct sigaction action {};
