@@ -87,9 +87,26 @@ std::vector<double> medoid_scores(const at::Tensor& candidates) {
   return scores;
 }
 
-int64_t medoid_index(const std::vector<double>& scores) {
-  if (scores.empty()) throw std::invalid_argument("medoid_index: no scores");
-  return std::min_element(scores.begin(), scores.end()) - scores.begin();  // first of equals
+std::vector<double> edit_strengths(const at::Tensor& source, const at::Tensor& candidates) {
+  check_images(source, "root frame", true);
+  check_images(candidates, "root candidates", false);
+  const at::Tensor d = candidates.to(at::kCPU, at::kDouble) - source.to(at::kCPU, at::kDouble);
+  const at::Tensor rms = d.pow(2).reshape({candidates.size(0), -1}).mean(1).sqrt();
+  return std::vector<double>(rms.data_ptr<double>(), rms.data_ptr<double>() + rms.numel());
+}
+
+int64_t automatic_index(const std::vector<double>& medoid, const std::vector<double>& strengths) {
+  if (medoid.empty() || medoid.size() != strengths.size())
+    throw std::invalid_argument("automatic root choice: " + std::to_string(medoid.size()) + " medoid scores and " +
+                                std::to_string(strengths.size()) + " strengths");
+  const size_t k = medoid.size();
+  // with three or more, the least typical candidate is left out: a broken
+  // sample changes the frame the most
+  const size_t outlier = k >= 3 ? std::max_element(medoid.begin(), medoid.end()) - medoid.begin() : k;
+  size_t best = k;
+  for (size_t i = 0; i < k; ++i)
+    if (i != outlier && (best == k || strengths[i] > strengths[best])) best = i;  // first of equals
+  return static_cast<int64_t>(best);
 }
 
 RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, const RootSettings& settings) {
@@ -98,13 +115,14 @@ RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, con
   const int64_t k = candidates.size(0);
   RootPair pair;
   pair.scores = medoid_scores(candidates);
+  pair.strengths = edit_strengths(source, candidates);
   if (settings.root_seed >= 0) {
     if (settings.root_seed >= k)
       throw std::invalid_argument("--root-seed " + std::to_string(settings.root_seed) + " names no candidate: there are " +
                                   std::to_string(k) + " (0.." + std::to_string(k - 1) + ")");
     pair.index = settings.root_seed;
   } else {
-    pair.index = medoid_index(pair.scores);
+    pair.index = automatic_index(pair.scores, pair.strengths);
     pair.automatic = true;
   }
   pair.seed = random::candidate_seed(settings.seed, pair.index);

@@ -1,4 +1,4 @@
-// Root-frame candidates: seeds, the medoid rule, the manual choice and the
+// Root-frame candidates: seeds, the automatic rule, the manual choice and the
 // contact sheet, on the reference's tiny model.
 #include "adaptation/root.h"
 
@@ -74,7 +74,7 @@ TEST(RootChoice, MedoidNeverPicksTheOutlier) {
       c.push_back(i == outlier ? 1.0 - base : base + at::rand({3, 8, 8}, gen) * 0.02);
     const std::vector<double> scores = adapt::medoid_scores(at::stack(c));
     ASSERT_EQ(scores.size(), 4u);
-    EXPECT_NE(adapt::medoid_index(scores), outlier);
+    EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), outlier);
     for (int64_t i = 0; i < 4; ++i)
       if (i != outlier) {
         EXPECT_GT(scores[outlier], 2 * scores[i]) << "outlier " << outlier << " vs " << i;
@@ -82,25 +82,45 @@ TEST(RootChoice, MedoidNeverPicksTheOutlier) {
   }
 }
 
-TEST(RootChoice, MedoidIsTheMostTypicalCandidate) {
-  // Flat images 0.2, 0.3, 0.32, 0.5, 0.95 in shuffled order: the medoid of
-  // points on a line is their median, 0.32.
+TEST(RootChoice, MedoidScoreIsTheSummedDistanceToTheOthers) {
+  // Flat images 0.2, 0.3, 0.32, 0.5, 0.95 in shuffled order: on a line, the
+  // median (0.32) is the most typical and the farthest (0.95) the least.
   const std::vector<double> levels = {0.5, 0.95, 0.32, 0.2, 0.3};
   std::vector<at::Tensor> c;
   for (double v : levels) c.push_back(at::full({1, 3, 4, 4}, v));
   const std::vector<double> scores = adapt::medoid_scores(at::cat(c, 0));
   EXPECT_NEAR(scores[2], 0.12 + 0.02 + 0.18 + 0.63, 1e-6);
-  EXPECT_EQ(adapt::medoid_index(scores), 2);
-  EXPECT_EQ(adapt::medoid_index({1.0, 0.5, 0.5}), 1) << "ties go to the lowest index";
+  EXPECT_EQ(std::min_element(scores.begin(), scores.end()) - scores.begin(), 2);
+  EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), 1);
+}
 
-  RootSettings s = settings(5);
+TEST(RootChoice, AutomaticIsTheStrongestEditLeavingOutTheLeastTypical) {
+  // Source 0: the strengths are the levels. 0.95 is the least typical and is
+  // left out, so the strongest of the rest, 0.5 (index 0), is chosen, not
+  // the medoid 0.32.
+  const std::vector<double> levels = {0.5, 0.95, 0.32, 0.2, 0.3};
+  std::vector<at::Tensor> c;
+  for (double v : levels) c.push_back(at::full({1, 3, 4, 4}, v));
   const at::Tensor source = at::zeros({1, 3, 4, 4});
+  const std::vector<double> strengths = adapt::edit_strengths(source, at::cat(c, 0));
+  ASSERT_EQ(strengths.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(strengths[i], levels[i], 1e-6) << i;  // float images
+  RootSettings s = settings(5);
   const adapt::RootPair pair = adapt::choose_root(source, at::cat(c, 0), s);
-  EXPECT_EQ(pair.index, 2);
+  EXPECT_EQ(pair.index, 0);
   EXPECT_TRUE(pair.automatic);
-  EXPECT_EQ(pair.seed, adapt::candidate_seed(s.seed, 2));
-  EXPECT_TRUE(at::equal(pair.edit, c[2]));
+  EXPECT_EQ(pair.seed, adapt::candidate_seed(s.seed, 0));
+  EXPECT_TRUE(at::equal(pair.edit, c[0]));
   EXPECT_TRUE(at::equal(pair.source, source));
+  EXPECT_EQ(pair.strengths, strengths);
+
+  // A hedged sample (half way to the edit) loses to a full one, wherever it is.
+  EXPECT_EQ(adapt::automatic_index({1.0, 1.0, 1.2}, {0.2, 0.4, 0.9}), 1) << "0.9 is the outlier";
+  EXPECT_EQ(adapt::automatic_index({1.0, 1.0}, {0.2, 0.4}), 1) << "two: nothing left out";
+  EXPECT_EQ(adapt::automatic_index({0.0}, {0.0}), 0);
+  EXPECT_EQ(adapt::automatic_index({1.0, 1.0, 2.0, 1.0}, {0.5, 0.5, 0.1, 0.5}), 0) << "ties: the lowest index";
+  EXPECT_THROW(adapt::automatic_index({}, {}), std::invalid_argument);
+  EXPECT_THROW(adapt::automatic_index({1.0, 2.0}, {1.0}), std::invalid_argument);
 }
 
 TEST(RootChoice, ManualChoiceIsHonoured) {
@@ -113,7 +133,8 @@ TEST(RootChoice, ManualChoiceIsHonoured) {
   EXPECT_FALSE(pair.automatic);
   EXPECT_TRUE(at::equal(pair.edit, c[0]));
   EXPECT_EQ(pair.scores.size(), 4u);
-  EXPECT_NE(adapt::medoid_index(pair.scores), 0);
+  EXPECT_EQ(pair.strengths.size(), 4u);
+  EXPECT_NE(adapt::automatic_index(pair.scores, pair.strengths), 0);
   s.root_seed = 4;
   EXPECT_THROW(adapt::choose_root(at::zeros({1, 3, 4, 4}), at::cat(c, 0), s), std::invalid_argument);
 }
@@ -138,11 +159,11 @@ TEST(RootContactSheet, HasTheSourceAndEveryCandidateLabelled) {
   EXPECT_THROW(adapt::contact_sheet(source, at::rand({2, 3, 16, 20})), std::invalid_argument);
 }
 
-TEST(RootPair, EndToEndKeepsTheCandidatesAndChoosesTheMedoid) {
+TEST(RootPair, EndToEndKeepsTheCandidatesAndChoosesAutomatically) {
   const adapt::RootPair pair = adapt::make_root_pair(tiny_model(), root_frame(), text(), settings(3));
   ASSERT_EQ(pair.scores.size(), 3u);
   EXPECT_TRUE(pair.automatic);
-  EXPECT_EQ(pair.index, adapt::medoid_index(pair.scores));
+  EXPECT_EQ(pair.index, adapt::automatic_index(pair.scores, pair.strengths));
   const adapt::Candidates cands = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
   EXPECT_TRUE(at::equal(pair.candidates, cands.images));
   EXPECT_TRUE(at::equal(pair.edit, cands.images.narrow(0, pair.index, 1)));
