@@ -122,7 +122,7 @@ std::map<std::string, at::Tensor> unet_state(const model::UNet2DConditionModelIm
 
 std::vector<TuningPair> make_tuning_set(const at::Tensor& source, const at::Tensor& edit, int64_t count,
                                         uint64_t seed, const at::Tensor& edit_latent, const AffineLimits& limits) {
-  if (count < 1) throw std::invalid_argument("tuning set size must be >= 1, got " + std::to_string(count));
+  if (count < 0) throw std::invalid_argument("tuning set size must be >= 0, got " + std::to_string(count));
   if (source.dim() != 4 || source.size(0) != 1 || source.size(1) != 3 || !at::isFloatingType(source.scalar_type()))
     throw std::invalid_argument("tuning set: source must be a float image [1, 3, H, W], got " +
                                 c10::str(source.sizes()));
@@ -132,6 +132,7 @@ std::vector<TuningPair> make_tuning_set(const at::Tensor& source, const at::Tens
   if (edit_latent.defined() && (edit_latent.dim() != 4 || edit_latent.size(0) != 1))
     throw std::invalid_argument("tuning set: the edit's latent must be [1, C, h, w], got " +
                                 c10::str(edit_latent.sizes()));
+  if (count == 0) return {TuningPair{source, edit.to(source.options()), edit_latent, AffineParams{}}};
   const at::Tensor both = at::cat({source, edit.to(source.options())}, 0);
   std::vector<TuningPair> pairs;
   pairs.reserve(static_cast<size_t>(count));

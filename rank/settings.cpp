@@ -167,8 +167,8 @@ std::vector<SettingField> make_table() {
                require(s.root_seed < 0 || s.root_seed < s.candidates,
                        "--root-seed must name one of the candidates (0.." + std::to_string(s.candidates - 1) + ")");
              }),
-      member("augment", adapt, &S::augment, "tuning pairs (random affine copies)",
-             [](const S& s) { require(s.augment >= 1, "--augment must be at least 1"); }),
+      member("augment", adapt, &S::augment, "tuning pairs: random affine copies of the root pair (0: the pair alone)",
+             [](const S& s) { require(s.augment >= 0, "--augment must be at least 0"); }),
       named<adapt::FinetuneMode>("finetune", adapt, &S::finetune,
                                  {adapt::FinetuneMode::Lora, adapt::FinetuneMode::Full, adapt::FinetuneMode::Off},
                                  &adapt::finetune_mode_name, "{choices}"),

@@ -86,7 +86,13 @@ TEST(TuningSet, PairsStayAlignedAndAreReproducible) {
   const auto longer = adapt::make_tuning_set(src, edit_of(src), 7, 3);
   EXPECT_TRUE(at::equal(longer[4].source, a[4].source));
 
-  EXPECT_THROW(adapt::make_tuning_set(src, edit_of(src), 0, 3), std::invalid_argument);
+  EXPECT_THROW(adapt::make_tuning_set(src, edit_of(src), -1, 3), std::invalid_argument);
+  // None: the root pair alone, as it is.
+  const auto alone = adapt::make_tuning_set(src, edit_of(src), 0, 3);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_TRUE(at::equal(alone[0].source, src) && at::equal(alone[0].edit, edit_of(src)));
+  EXPECT_EQ(alone[0].transform.crop, 1.0);
+  EXPECT_EQ(alone[0].transform.rotation_deg, 0.0);
   EXPECT_THROW(adapt::make_tuning_set(src, src.narrow(3, 0, 40), 2, 3), std::invalid_argument);
 }
 
