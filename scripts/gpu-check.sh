@@ -59,6 +59,15 @@ say "PyTorch $torch_version ($torch_dir), $gpu_name"
 cuda_args=()
 if [[ -d /usr/local/cuda ]]; then cuda_args+=(-DCUDAToolkit_ROOT=/usr/local/cuda); fi
 [[ $has_cuda == 1 ]] && cuda_args+=(-DTORCH_CUDA_ARCH_LIST=9.0)  # the H200; only torch's CMake reads it
+# A pip-installed torch finds its CUDA libraries (NCCL, cuDNN, ...) in
+# site-packages/nvidia/*/lib through its own RUNPATH; the linker and the
+# loader must prefer them to an older copy in the system's paths (CUDA's own
+# NCCL lacks symbols libtorch_cuda.so needs).
+nv_libs=$(ls -d "$(dirname "$torch_dir")"/nvidia/*/lib 2>/dev/null | paste -sd: - || true)
+if [[ -n $nv_libs ]]; then
+  cuda_args+=(-DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$nv_libs")
+  export LD_LIBRARY_PATH="$nv_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 t0=$(date +%s)
 # TORCH_LIBRARY: torch's CMake finds libtorch.so with find_library, which
 # prefers a system copy (Debian's 1.13 here) to the one beside its headers.
