@@ -118,7 +118,7 @@ class Report {
   void add(json r) {
     std::string numbers;
     for (const auto& [k, v] : r.items()) {
-      if (k == "section" || k == "name" || k == "status" || k == "device" || k == "note") continue;
+      if (k == "section" || k == "name" || k == "status" || k == "device" || k == "note" || k == "label") continue;
       numbers += (numbers.empty() ? "" : ", ") + k + " " + (v.is_number_float() ? fmt(v.get<double>()) : v.dump());
     }
     if (r.contains("note")) numbers += (numbers.empty() ? "" : "; ") + r["note"].get<std::string>();
@@ -416,13 +416,18 @@ void speed(const Options& o, const c10::Device& dev, Report& report) {
                             : o.speed_dtype == "fp32" ? at::kFloat
                             : dev.is_cuda()           ? at::kHalf
                                                       : at::kFloat;
-  const std::string label = o.label.empty() ? "" : " [" + o.label + "]";
   const std::string where = dev.str() + ", " + dtype_name(dt);
+  if (!o.label.empty())
+    report.add({{"section", "speed"}, {"name", "every speed row below:"}, {"status", "-"}, {"device", where},
+                {"note", o.label}});
   auto row = [&](const std::string& name, json numbers) {
     numbers["section"] = "speed";
-    numbers["name"] = name + label;
+    numbers["name"] = name;
     numbers["status"] = "measured";
     numbers["device"] = where;
+    if (!o.label.empty()) numbers["label"] = o.label;
+    const double peak = peak_gib(dev);
+    if (peak >= 0) numbers["peak_gib"] = peak;
     report.add(numbers);
   };
 
@@ -446,7 +451,7 @@ void speed(const Options& o, const c10::Device& dev, Report& report) {
   bench::Timing t = bench::timed([&] { m.unet()->forward(lat, 500.0, emb, {nullptr, 0, branches}); }, o.reps,
                                  o.warmup, dev);
   row("UNet step, 3 branches, " + px + ", own attention",
-      {{"seconds", t.best}, {"median", t.median}, {"peak_gib", peak_gib(dev)}});
+      {{"seconds", t.best}, {"median", t.median}});
 
   const model::TextEmbeddings text = m.encode_instruction(kInstruction);
   std::vector<at::Tensor> key_images;
@@ -465,7 +470,7 @@ void speed(const Options& o, const c10::Device& dev, Report& report) {
     reset_peak(dev);
     t = bench::timed([&] { m.unet()->forward(lat, 500.0, emb, {&swap, 0, branches}); }, o.reps, o.warmup, dev);
     row("UNet step, 3 branches, " + px + ", swap of a " + std::to_string(o.group) + "-frame group",
-        {{"seconds", t.best}, {"median", t.median}, {"peak_gib", peak_gib(dev)},
+        {{"seconds", t.best}, {"median", t.median},
          {"group_step_gib", static_cast<double>(group.bytes()) / (1 << 30)}});
   }
 
@@ -473,10 +478,10 @@ void speed(const Options& o, const c10::Device& dev, Report& report) {
   const at::Tensor z = at::randn({1, m.latent_channels(), s / 8, s / 8}, at::detail::createCPUGenerator(8)).to(dev);
   reset_peak(dev);
   t = bench::timed([&] { m.encode_image(image); }, o.reps, o.warmup, dev);
-  row("VAE encode, " + px, {{"seconds", t.best}, {"median", t.median}, {"peak_gib", peak_gib(dev)}});
+  row("VAE encode, " + px, {{"seconds", t.best}, {"median", t.median}});
   reset_peak(dev);
   t = bench::timed([&] { m.decode(z); }, o.reps, o.warmup, dev);
-  row("VAE decode, " + px, {{"seconds", t.best}, {"median", t.median}, {"peak_gib", peak_gib(dev)}});
+  row("VAE decode, " + px, {{"seconds", t.best}, {"median", t.median}});
 
   // Whole renders: the gather of the key frames once, then frames edited one
   // by one (encode, denoise with the group swapped in, decode), and the same
@@ -506,8 +511,11 @@ void speed(const Options& o, const c10::Device& dev, Report& report) {
     }
     row(std::to_string(steps) + "-step render, " + px + ", " + std::to_string(o.group) + "-frame group",
         {{"frames_per_s", fps[0]}, {"frames_per_s_own", fps[1]}, {"gather_s", gather_s}, {"group_gib", group_gib},
-         {"peak_gib", peak_gib(dev)}, {"frames", o.frames}});
+         {"frames", o.frames}});
   }
+  if (!dev.is_cuda())
+    report.add({{"section", "speed"}, {"name", "the same at 512x512 in fp16, peak GPU memory"}, {"status", "needs-gpu"},
+                {"device", "cuda"}});
 }
 
 }  // namespace

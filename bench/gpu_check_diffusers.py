@@ -59,12 +59,14 @@ def main():
             sync()
             times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else -1.0
-    label = f" [{a.label}]" if a.label else ""
-    print(json.dumps({"section": "speed",
-                      "name": f"UNet step, 3 branches, {s}x{s}, own attention: diffusers{label}",
-                      "status": "measured", "device": f"{dev}, {a.dtype}", "seconds": min(times),
-                      "median": statistics.median(times), "peak_gib": peak,
-                      "diffusers": diffusers.__version__, "torch": torch.__version__}), flush=True)
+    row = {"section": "speed", "name": f"UNet step, 3 branches, {s}x{s}, own attention: diffusers",
+           "status": "measured", "device": f"{dev}, {a.dtype}", "seconds": min(times),
+           "median": statistics.median(times), "diffusers": diffusers.__version__, "torch": torch.__version__}
+    if peak >= 0:
+        row["peak_gib"] = peak
+    if a.label:
+        row["label"] = a.label
+    print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
