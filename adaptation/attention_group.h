@@ -119,7 +119,9 @@ class AttentionGroup {
 /// Gather (rank 0): the `key_index`-th key frame is edited attending to the
 /// K/V of key frames 0..key_index-1 from the group (key frame 0 to its own),
 /// optionally plus its own; the K/V it computes itself are appended to the
-/// group. Acts on steps < swap_steps of layers in `layers`.
+/// group (a cross-attention layer's once, by key frame 0 at its first step;
+/// later key frames get key_index copies of it). Acts on steps < swap_steps
+/// of layers in `layers`. The group is read and written in host memory.
 class GatherControl : public model::AttentionControl {
  public:
   GatherControl(AttentionGroup& group, int64_t key_index, int64_t swap_steps, LayerSet layers,
@@ -135,7 +137,10 @@ class GatherControl : public model::AttentionControl {
 };
 
 /// Swap (every frame, key frames included): attend with the frame's own
-/// queries to the group's K/V instead of its own, for steps < swap_steps.
+/// queries to the group's K/V instead of its own, for steps < swap_steps
+/// (cross-attention: key_frames() copies of the layer's one entry). The
+/// group's entries come through AttentionGroup::get_on(), on the device of
+/// the frame's K/V, one step at a time.
 /// With `include_own` the frame's own K/V are appended to the group's: that is
 /// the anchor mode (cross-frame attention to the key frames plus itself, as
 /// in Fairy).
