@@ -72,41 +72,24 @@ Candidates edit_candidates(const model::InstructPix2Pix& model, const at::Tensor
   return {at::cat(edits, 0), at::cat(edit_latents, 0)};
 }
 
-std::vector<double> medoid_scores(const at::Tensor& candidates) {
-  if (!candidates.defined() || candidates.dim() < 1 || candidates.size(0) < 1)
-    throw std::invalid_argument("medoid_scores: no candidates");
-  const int64_t k = candidates.size(0);
-  const at::Tensor flat = candidates.to(at::kCPU, at::kDouble).reshape({k, -1});
-  std::vector<double> scores(static_cast<size_t>(k), 0.0);
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t j = i + 1; j < k; ++j) {
-      const double d = (flat[i] - flat[j]).abs().mean().item<double>();
-      scores[static_cast<size_t>(i)] += d;
-      scores[static_cast<size_t>(j)] += d;
-    }
-  return scores;
-}
-
-std::vector<double> edit_strengths(const at::Tensor& source, const at::Tensor& candidates) {
+std::vector<double> edit_scores(const at::Tensor& source, const at::Tensor& candidates) {
   check_images(source, "root frame", true);
   check_images(candidates, "root candidates", false);
-  const at::Tensor d = candidates.to(at::kCPU, at::kDouble) - source.to(at::kCPU, at::kDouble);
-  const at::Tensor rms = d.pow(2).reshape({candidates.size(0), -1}).mean(1).sqrt();
-  return std::vector<double>(rms.data_ptr<double>(), rms.data_ptr<double>() + rms.numel());
-}
-
-int64_t automatic_index(const std::vector<double>& medoid, const std::vector<double>& strengths) {
-  if (medoid.empty() || medoid.size() != strengths.size())
-    throw std::invalid_argument("automatic root choice: " + std::to_string(medoid.size()) + " medoid scores and " +
-                                std::to_string(strengths.size()) + " strengths");
-  const size_t k = medoid.size();
-  // with three or more, the least typical candidate is left out: a broken
-  // sample changes the frame the most
-  const size_t outlier = k >= 3 ? std::max_element(medoid.begin(), medoid.end()) - medoid.begin() : k;
-  size_t best = k;
-  for (size_t i = 0; i < k; ++i)
-    if (i != outlier && (best == k || strengths[i] > strengths[best])) best = i;  // first of equals
-  return static_cast<int64_t>(best);
+  if (source.sizes().slice(2) != candidates.sizes().slice(2))
+    throw std::invalid_argument("root candidates " + c10::str(candidates.sizes()) + " and root frame " +
+                                c10::str(source.sizes()) + " differ in size");
+  const int64_t k = candidates.size(0);
+  // per candidate and pixel, the change from the root frame: [K, H, W]
+  const at::Tensor d = (candidates.to(at::kCPU, at::kDouble) - source.to(at::kCPU, at::kDouble)).abs().mean(1);
+  // where the candidates agree an edit belongs: their median change, scaled to [0, 1]
+  at::Tensor w = std::get<0>(d.median(0));
+  const double top = w.max().item<double>();
+  if (top <= 0.0) return std::vector<double>(static_cast<size_t>(k), 0.0);  // nothing edited anywhere
+  w = w / top;
+  const at::Tensor inside = (d * w).sum({1, 2}) / w.sum().clamp_min(1e-12);
+  const at::Tensor outside = (d * (1.0 - w)).sum({1, 2}) / (1.0 - w).sum().clamp_min(1e-12);
+  const at::Tensor score = (inside - outside).contiguous();
+  return std::vector<double>(score.data_ptr<double>(), score.data_ptr<double>() + k);
 }
 
 RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, const RootSettings& settings) {
@@ -114,15 +97,14 @@ RootPair choose_root(const at::Tensor& source, const at::Tensor& candidates, con
   check_images(candidates, "root candidates", false);
   const int64_t k = candidates.size(0);
   RootPair pair;
-  pair.scores = medoid_scores(candidates);
-  pair.strengths = edit_strengths(source, candidates);
+  pair.scores = edit_scores(source, candidates);
   if (settings.root_seed >= 0) {
     if (settings.root_seed >= k)
       throw std::invalid_argument("--root-seed " + std::to_string(settings.root_seed) + " names no candidate: there are " +
                                   std::to_string(k) + " (0.." + std::to_string(k - 1) + ")");
     pair.index = settings.root_seed;
   } else {
-    pair.index = automatic_index(pair.scores, pair.strengths);
+    pair.index = std::max_element(pair.scores.begin(), pair.scores.end()) - pair.scores.begin();  // first of equals
     pair.automatic = true;
   }
   pair.seed = random::candidate_seed(settings.seed, pair.index);

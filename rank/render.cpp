@@ -281,7 +281,7 @@ Renderer::RootPairImages Renderer::root_pair() {
   const adapt::RootPair pair = adapt::make_root_pair(*model_, source_frame(root.frame), text_, root);
   io::write_png(dir_.contact_sheet(), io::tensor_to_image(adapt::contact_sheet(pair.source, pair.candidates)));
   log("adaptation: root pair is candidate " + std::to_string(pair.index) +
-      (pair.automatic ? " (automatic: the strongest typical edit)" : " (--root-seed)") + "; contact sheet " +
+      (pair.automatic ? " (automatic: the strongest agreed edit)" : " (--root-seed)") + "; contact sheet " +
       dir_.contact_sheet());
   io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}, {"edit_latent", pair.edit_latent}},
                       {{"root_frame", root.frame}, {"candidate", pair.index}});

@@ -162,7 +162,7 @@ std::vector<SettingField> make_table() {
       member("root_frame", adapt, &S::root_frame, "root frame (-1: drawn from the seed)"),
       member("candidates", adapt, &S::candidates, "candidate edits of the root frame",
              [](const S& s) { require(s.candidates >= 1, "--candidates must be at least 1"); }),
-      member("root_seed", adapt, &S::root_seed, "the chosen candidate (-1: automatic, the strongest typical edit)",
+      member("root_seed", adapt, &S::root_seed, "the chosen candidate (-1: automatic, the strongest agreed edit)",
              [](const S& s) {
                require(s.root_seed < 0 || s.root_seed < s.candidates,
                        "--root-seed must name one of the candidates (0.." + std::to_string(s.candidates - 1) + ")");

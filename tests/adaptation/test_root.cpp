@@ -1,4 +1,4 @@
-// Root-frame candidates: seeds, the automatic rule, the manual choice and the
+// Root-frame candidates: seeds, the automatic choice, the manual choice and the
 // contact sheet, on the reference's tiny model.
 #include "adaptation/root.h"
 
@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -65,62 +66,45 @@ TEST(RootCandidates, CandidateKIsTheEditWithSeedPlusK) {
   EXPECT_TRUE(at::equal(one[0], all[2])) << "candidate 2 does not depend on K or on the other candidates";
 }
 
-TEST(RootChoice, MedoidNeverPicksTheOutlier) {
-  at::Generator gen = at::detail::createCPUGenerator(3);
-  const at::Tensor base = at::rand({3, 8, 8}, gen) * 0.5;
-  for (int64_t outlier = 0; outlier < 4; ++outlier) {
-    std::vector<at::Tensor> c;
-    for (int64_t i = 0; i < 4; ++i)
-      c.push_back(i == outlier ? 1.0 - base : base + at::rand({3, 8, 8}, gen) * 0.02);
-    const std::vector<double> scores = adapt::medoid_scores(at::stack(c));
-    ASSERT_EQ(scores.size(), 4u);
-    EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), outlier);
-    for (int64_t i = 0; i < 4; ++i)
-      if (i != outlier) {
-        EXPECT_GT(scores[outlier], 2 * scores[i]) << "outlier " << outlier << " vs " << i;
-      }
-  }
+// Flat 8x8 frames: the source is 0; an edit paints the 4x4 "shape" in the
+// top-left corner with `inside` and adds `blob` to a 2x2 patch elsewhere.
+at::Tensor flat_edit(double inside, double blob = 0.0) {
+  at::Tensor img = at::zeros({1, 3, 8, 8});
+  img.narrow(2, 0, 4).narrow(3, 0, 4).fill_(inside);
+  img.narrow(2, 6, 2).narrow(3, 6, 2).fill_(blob);
+  return img;
 }
 
-TEST(RootChoice, MedoidScoreIsTheSummedDistanceToTheOthers) {
-  // Flat images 0.2, 0.3, 0.32, 0.5, 0.95 in shuffled order: on a line, the
-  // median (0.32) is the most typical and the farthest (0.95) the least.
-  const std::vector<double> levels = {0.5, 0.95, 0.32, 0.2, 0.3};
-  std::vector<at::Tensor> c;
-  for (double v : levels) c.push_back(at::full({1, 3, 4, 4}, v));
-  const std::vector<double> scores = adapt::medoid_scores(at::cat(c, 0));
-  EXPECT_NEAR(scores[2], 0.12 + 0.02 + 0.18 + 0.63, 1e-6);
-  EXPECT_EQ(std::min_element(scores.begin(), scores.end()) - scores.begin(), 2);
-  EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), 1);
-}
-
-TEST(RootChoice, AutomaticIsTheStrongestEditLeavingOutTheLeastTypical) {
-  // Source 0: the strengths are the levels. 0.95 is the least typical and is
-  // left out, so the strongest of the rest, 0.5 (index 0), is chosen, not
-  // the medoid 0.32.
-  const std::vector<double> levels = {0.5, 0.95, 0.32, 0.2, 0.3};
-  std::vector<at::Tensor> c;
-  for (double v : levels) c.push_back(at::full({1, 3, 4, 4}, v));
-  const at::Tensor source = at::zeros({1, 3, 4, 4});
-  const std::vector<double> strengths = adapt::edit_strengths(source, at::cat(c, 0));
-  ASSERT_EQ(strengths.size(), 5u);
-  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(strengths[i], levels[i], 1e-6) << i;  // float images
-  RootSettings s = settings(5);
-  const adapt::RootPair pair = adapt::choose_root(source, at::cat(c, 0), s);
+TEST(RootChoice, ScoresTheEditWhereTheCandidatesAgreeMinusTheRest) {
+  const at::Tensor source = at::zeros({1, 3, 8, 8});
+  // a full edit, a hedged one (half as strong), and a full one with a stray blob
+  const at::Tensor cands = at::cat({flat_edit(0.5), flat_edit(0.25), flat_edit(0.5, 1.0)}, 0);
+  const std::vector<double> scores = adapt::edit_scores(source, cands);
+  ASSERT_EQ(scores.size(), 3u);
+  // median change: 0.5 inside the shape, 0 elsewhere (the blob is one
+  // candidate's alone), so w is 1 on the shape and 0 elsewhere
+  EXPECT_NEAR(scores[0], 0.5, 1e-12);
+  EXPECT_NEAR(scores[1], 0.25, 1e-12);
+  EXPECT_NEAR(scores[2], 0.5 - 4.0 / 48.0, 1e-12);
+  RootSettings s = settings(3);
+  const adapt::RootPair pair = adapt::choose_root(source, cands, s);
   EXPECT_EQ(pair.index, 0);
   EXPECT_TRUE(pair.automatic);
   EXPECT_EQ(pair.seed, adapt::candidate_seed(s.seed, 0));
-  EXPECT_TRUE(at::equal(pair.edit, c[0]));
+  EXPECT_TRUE(at::equal(pair.edit, cands.narrow(0, 0, 1)));
   EXPECT_TRUE(at::equal(pair.source, source));
-  EXPECT_EQ(pair.strengths, strengths);
+  EXPECT_EQ(pair.scores, scores);
 
-  // A hedged sample (half way to the edit) loses to a full one, wherever it is.
-  EXPECT_EQ(adapt::automatic_index({1.0, 1.0, 1.2}, {0.2, 0.4, 0.9}), 1) << "0.9 is the outlier";
-  EXPECT_EQ(adapt::automatic_index({1.0, 1.0}, {0.2, 0.4}), 1) << "two: nothing left out";
-  EXPECT_EQ(adapt::automatic_index({0.0}, {0.0}), 0);
-  EXPECT_EQ(adapt::automatic_index({1.0, 1.0, 2.0, 1.0}, {0.5, 0.5, 0.1, 0.5}), 0) << "ties: the lowest index";
-  EXPECT_THROW(adapt::automatic_index({}, {}), std::invalid_argument);
-  EXPECT_THROW(adapt::automatic_index({1.0, 2.0}, {1.0}), std::invalid_argument);
+  // Wherever the full edit is, it wins over the hedged and the broken one.
+  for (int64_t at_index = 0; at_index < 3; ++at_index) {
+    std::vector<at::Tensor> c = {flat_edit(0.25), flat_edit(0.5, 1.0)};
+    c.insert(c.begin() + at_index, flat_edit(0.5));
+    EXPECT_EQ(adapt::choose_root(source, at::cat(c, 0), s).index, at_index);
+  }
+  // Ties go to the lowest index; an edit that changes nothing scores 0.
+  EXPECT_EQ(adapt::choose_root(source, at::cat({flat_edit(0.5), flat_edit(0.5)}, 0), settings(2)).index, 0);
+  EXPECT_EQ(adapt::edit_scores(source, at::cat({source, source}, 0)), (std::vector<double>{0.0, 0.0}));
+  EXPECT_THROW(adapt::edit_scores(source, at::rand({2, 3, 8, 4})), std::invalid_argument);
 }
 
 TEST(RootChoice, ManualChoiceIsHonoured) {
@@ -133,8 +117,7 @@ TEST(RootChoice, ManualChoiceIsHonoured) {
   EXPECT_FALSE(pair.automatic);
   EXPECT_TRUE(at::equal(pair.edit, c[0]));
   EXPECT_EQ(pair.scores.size(), 4u);
-  EXPECT_EQ(pair.strengths.size(), 4u);
-  EXPECT_NE(adapt::automatic_index(pair.scores, pair.strengths), 0);
+  EXPECT_NE(std::max_element(pair.scores.begin(), pair.scores.end()) - pair.scores.begin(), 0);
   s.root_seed = 4;
   EXPECT_THROW(adapt::choose_root(at::zeros({1, 3, 4, 4}), at::cat(c, 0), s), std::invalid_argument);
 }
@@ -163,7 +146,7 @@ TEST(RootPair, EndToEndKeepsTheCandidatesAndChoosesAutomatically) {
   const adapt::RootPair pair = adapt::make_root_pair(tiny_model(), root_frame(), text(), settings(3));
   ASSERT_EQ(pair.scores.size(), 3u);
   EXPECT_TRUE(pair.automatic);
-  EXPECT_EQ(pair.index, adapt::automatic_index(pair.scores, pair.strengths));
+  EXPECT_EQ(pair.index, std::max_element(pair.scores.begin(), pair.scores.end()) - pair.scores.begin());
   const adapt::Candidates cands = adapt::edit_candidates(tiny_model(), root_frame(), text(), settings(3));
   EXPECT_TRUE(at::equal(pair.candidates, cands.images));
   EXPECT_TRUE(at::equal(pair.edit, cands.images.narrow(0, pair.index, 1)));
