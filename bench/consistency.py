@@ -23,6 +23,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -114,12 +115,14 @@ def metrics(edit, src, labels, circle, spec):
 def render(via, clip, out, work, spec, mode_flags, seed, args):
     cmd = [via, "render", "--input", os.path.join(clip, "source.mp4"), "--output", out, "--model", args.model,
            "--instruction", spec["instruction"], "--workdir", work, "--long-side", "96", "--seed", str(seed),
-           "--steps", str(args.steps), "--chunk-frames", "8", "--crf", "4", "--threads", str(args.threads)]
+           "--steps", str(args.steps), "--chunk-frames", "8", "--crf", "4", "--threads", str(args.threads),
+           "--overwrite"]
     if spec.get("mask"):
         cmd += ["--mask", os.path.join(clip, "circle", "%05d.png")]
     # a flag given after `--` replaces the mode's own (e.g. --finetune full)
     pairs = [mode_flags[i:i + 2] for i in range(0, len(mode_flags), 2)]
     cmd += [x for pair in pairs if pair[0] not in args.extra for x in pair] + args.extra
+    shutil.rmtree(work, ignore_errors=True)  # the bench's own scratch: a rerun starts afresh
     t0 = time.time()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 0:
