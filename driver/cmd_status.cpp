@@ -17,7 +17,15 @@ int cmd_status(const Args& args) {
   po::positional_options_description positional;
   positional.add("workdir", 1);
   if (!parse_options("via status WORKDIR [--json]", desc, args, positional)) return 0;
-  const nlohmann::json status = rank::workdir_status(rank::WorkDir{workdir});
+  nlohmann::json status;
+  try {
+    status = rank::workdir_status(rank::WorkDir{workdir});
+  } catch (const std::exception& e) {
+    if (!json) throw;
+    // Scripts read one JSON document either way.
+    std::cout << nlohmann::json{{"workdir", workdir}, {"error", e.what()}}.dump(2) << "\n";
+    return 1;
+  }
   if (json) std::cout << status.dump(2) << "\n";
   else std::cout << rank::format_status(status);
   return 0;

@@ -21,13 +21,14 @@ std::string join(const std::vector<std::string>& items) {
 
 }  // namespace
 
-void save_lora(const std::string& path, const adapt::LoraAdapter& adapter) {
+void save_lora(const std::string& path, const adapt::LoraAdapter& adapter,
+               std::map<std::string, io::Attribute> attributes) {
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, t] : adapter.named_tensors()) tensors.emplace(name, t.detach());
-  io::save_checkpoint(path, tensors,
-                      {{"lora_rank", adapter.options().rank},
-                       {"lora_alpha", adapter.options().effective_alpha()},
-                       {"lora_targets", join(adapter.options().targets)}});
+  attributes["lora_rank"] = adapter.options().rank;
+  attributes["lora_alpha"] = adapter.options().effective_alpha();
+  attributes["lora_targets"] = join(adapter.options().targets);
+  io::save_checkpoint(path, tensors, attributes);
 }
 
 adapt::LoraOptions read_lora_options(const std::string& path) {

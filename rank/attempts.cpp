@@ -23,10 +23,20 @@ std::string now_iso() {
   return buf;
 }
 
+// Whether `path` is empty or ends a line (a kill can tear the last line).
+bool ends_a_line(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in || in.tellg() <= 0) return true;
+  in.seekg(-1, std::ios::end);
+  return in.get() == '\n';
+}
+
 void append_line(const WorkDir& dir, const nlohmann::json& j) {
-  // Informative only: a failed append must not stop a render.
+  // Informative only: a failed append must not stop a render. A torn last
+  // line is ended first, so this record stays whole.
+  const bool fresh_line = ends_a_line(dir.attempts());
   std::ofstream out(dir.attempts(), std::ios::app);
-  out << j.dump() << "\n";
+  out << (fresh_line ? "" : "\n") << j.dump() << "\n";
 }
 
 }  // namespace

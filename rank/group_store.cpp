@@ -7,8 +7,10 @@
 
 namespace via::rank {
 
-void save_group(const std::string& path, const adapt::AttentionGroup& group, const std::vector<int64_t>& key_frames) {
+void save_group(const std::string& path, const adapt::AttentionGroup& group, const std::vector<int64_t>& key_frames,
+                const std::map<std::string, std::string>& attributes) {
   io::CheckpointWriter out(path);
+  for (const auto& [key, value] : attributes) out.set_string(key, value);
   for (int64_t step : group.steps())
     for (const auto& [name, t] : group.step_named(step)) out.write(name, t);
   std::string list;

@@ -27,8 +27,9 @@ namespace via::rank {
 constexpr int64_t kGroupFormat = 2;
 
 /// Writes `group` to `path`, step by step (through a temporary file and a
-/// rename, like every checkpoint).
-void save_group(const std::string& path, const adapt::AttentionGroup& group, const std::vector<int64_t>& key_frames);
+/// rename, like every checkpoint), with `attributes` (the render key).
+void save_group(const std::string& path, const adapt::AttentionGroup& group, const std::vector<int64_t>& key_frames,
+                const std::map<std::string, std::string>& attributes = {});
 
 /// Reads a group file one step at a time.
 class GroupFile {

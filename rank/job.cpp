@@ -223,14 +223,19 @@ class RenderJob {
         // would otherwise surface at the final join, after every frame.
         output_ = io::plan_output(settings_.output, video, settings_.audio);
         check_output_replaceable(dir_, settings_.output, options_.overwrite);
+        refuse_foreign_workdir(dir_);  // before the lock file is written beside the user's files
         lock_ = std::make_unique<WorkDirLock>(dir_);
-        resumed_ = prepare_workdir(dir_, settings_, options_.resume);
+        const PreparedWorkDir prepared =
+            prepare_workdir(dir_, settings_, options_.resume, [this](const std::string& line) { log(line); });
+        resumed_ = prepared.resumed;
+        key_ = prepared.key;
         plan_ = {video.frame_count, settings_.chunk_frames};
         write_plan(dir_, plan_);
         record_attempt_start(dir_, comm_.size(), options_.resume);
       });
     }
     act_together(root_outcome(comm_, checked), "", root_);
+    key_ = comm::broadcast_string(comm_, key_, 0);  // every file of this render carries it
   }
 
   // 2. Every rank loads the model.
@@ -240,6 +245,11 @@ class RenderJob {
       const LogFn log = [this](const std::string& line) { console_.log(line); };
       renderer_ = std::make_unique<Renderer>(settings_, workdir_, root_ ? log : LogFn{}, options_.cuda_device,
                                              options_.ranks_on_node);
+      renderer_->set_render_key(key_);
+      // Only rank 0 logs; a damaged file another rank moved aside is said too.
+      if (!root_)
+        renderer_->set_warnings(
+            [this](const std::string& line) { console_.log("rank " + std::to_string(rank_) + ": " + line); });
       if (root_) {
         live_ = std::make_unique<LiveProgress>(
             options_.terminal, [this](const std::string& line, bool in_place) { console_.progress(line, in_place); });
@@ -307,7 +317,7 @@ class RenderJob {
   void render() {
     if (root_) {
       reporter_ = std::make_unique<ProgressReporter>(
-          DiskProgress(dir_, plan_, settings_.hash()), options_.terminal,
+          DiskProgress(dir_, plan_, key_), options_.terminal,
           [this](const std::string& line, bool in_place) { console_.progress(line, in_place); });
       reporter_->start();
     }
@@ -349,7 +359,7 @@ class RenderJob {
       if (o.kind == "error") errors += (errors.empty() ? "" : "; ") + ("rank " + std::to_string(i) + ": " + o.message);
       if (o.kind == "stopped" && !stop_signal) stop_signal = o.signal;
     }
-    const DiskProgress::Counts counts = DiskProgress(dir_, plan_, settings_.hash()).scan();
+    const DiskProgress::Counts counts = DiskProgress(dir_, plan_, key_).scan();
     const bool complete = counts.chunks_done == plan_.chunks() && counts.segments == plan_.chunks();
     if (!complete) {
       const std::string done = std::to_string(counts.frames_done) + "/" + std::to_string(plan_.frames) +
@@ -386,6 +396,7 @@ class RenderJob {
   std::unique_ptr<WorkDirLock> lock_;  // rank 0, for the whole render
   ChunkPlan plan_;
   bool resumed_ = false;  // rank 0: the directory already held this render
+  std::string key_;       // the render key (rank/provenance.h), on every rank after prepare()
   io::OutputPlan output_;  // rank 0: what the output will be, decided before any compute
   std::unique_ptr<Renderer> renderer_;
   Outcome mine_;                // this rank's outcome so far

@@ -31,15 +31,15 @@ bool LiveProgress::update(const std::string& stage, const std::string& line) {
   return true;
 }
 
-DiskProgress::DiskProgress(WorkDir dir, ChunkPlan plan, std::string settings_hash)
-    : dir_(std::move(dir)), plan_(plan), hash_(std::move(settings_hash)) {}
+DiskProgress::DiskProgress(WorkDir dir, ChunkPlan plan, std::string render_key)
+    : dir_(std::move(dir)), plan_(plan), key_(std::move(render_key)) {}
 
 DiskProgress::Counts DiskProgress::scan() {
   Counts c;
   std::error_code ec;
   for (int64_t chunk = 0; chunk < plan_.chunks(); ++chunk) {
     if (!done_.count(chunk) && fs::exists(dir_.chunk_latents(chunk), ec) &&
-        chunk_latents_done(dir_, chunk, plan_, hash_))
+        chunk_latents_done(dir_, chunk, plan_, key_))
       done_.insert(chunk);
     if (done_.count(chunk)) {
       ++c.chunks_done;

@@ -22,7 +22,7 @@ namespace via::rank {
 /// (a finished chunk stays finished), so polling costs little.
 class DiskProgress {
  public:
-  DiskProgress(WorkDir dir, ChunkPlan plan, std::string settings_hash);
+  DiskProgress(WorkDir dir, ChunkPlan plan, std::string render_key);
   struct Counts {
     int64_t chunks_done = 0, frames_done = 0;  // frames: of finished chunks, plus frame files
     int64_t segments = 0;
@@ -33,7 +33,7 @@ class DiskProgress {
  private:
   WorkDir dir_;
   ChunkPlan plan_;
-  std::string hash_;
+  std::string key_;  // the render key chunk files must carry
   std::set<int64_t> done_;
 };
 

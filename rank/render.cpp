@@ -35,6 +35,7 @@ namespace via::rank {
 Renderer::Renderer(RenderSettings settings, std::string workdir, LogFn log, int cuda_device, int ranks_on_node)
     : settings_(std::move(settings)), dir_{std::move(workdir)}, log_(std::move(log)) {
   settings_.validate();
+  key_ = settings_.hash();
   StageTimer timer(times_, Stage::Startup);
   for (const char* sub : {"/chunks", "/segments", "/frames"}) fs::create_directories(dir_.root + sub);
   video_ = io::probe_video(settings_.input);
@@ -122,6 +123,20 @@ void Renderer::log(const std::string& line) const {
   if (log_) log_(line);
 }
 
+void Renderer::warn(const std::string& line) const {
+  if (warn_) warn_(line);
+  else log(line);
+}
+
+bool Renderer::usable(const std::string& path, io::Verify level, const std::string& what) {
+  const std::string problem = artifact_problem(path, key_, level);
+  if (problem.empty()) return true;
+  if (problem != "missing")
+    warn(what + " " + path + " is not used (" + problem + "): moved aside to " + move_aside(dir_, path) +
+         "; it is made again");
+  return false;
+}
+
 model::StepHook Renderer::step_progress(const std::string& stage, const std::string& unit, int64_t count) const {
   auto calls = std::make_shared<int64_t>(0);
   return [this, stage, unit, count, calls](const model::StepInfo& info, at::Tensor&) {
@@ -184,7 +199,9 @@ void Renderer::adapt() {
   // attempt that stopped later) is loaded instead of redone.
   const adapt::SwapSettings swap = swap_settings();
   const adapt::FinetuneMode mode = settings_.finetune;
-  if (mode != adapt::FinetuneMode::Off && io::is_valid_checkpoint(dir_.adapter())) {
+  // The adapter is read whole before use: a full fine-tune's would otherwise
+  // leave the UNet half-loaded when a checksum failed part-way.
+  if (mode != adapt::FinetuneMode::Off && usable(dir_.adapter(), io::Verify::Full, "the adapter")) {
     load_adapter();
     log("adaptation: loaded the adapter of an earlier attempt");
   } else if (mode != adapt::FinetuneMode::Off) {
@@ -225,20 +242,31 @@ void Renderer::adapt() {
                   result.losses.empty() ? 0.0 : result.losses.back());
     log(line);
     StageTimer write(times_, Stage::Checkpoint);
-    if (lora_) save_lora(dir_.adapter(), *lora_);
-    else io::save_checkpoint(dir_.adapter(), result.weights, {{"mode", std::string("full")}});
+    if (lora_) save_lora(dir_.adapter(), *lora_, {{kRenderKeyAttribute, key_}});
+    else io::save_checkpoint(dir_.adapter(), result.weights, {{"mode", std::string("full")}, {kRenderKeyAttribute, key_}});
   }
 
   throw_if_stopped();
   if (swap.mode == adapt::AttentionMode::Own) return;
-  const std::string stored = group_file_problem(dir_.group());
-  if (stored.empty()) {
-    StageTimer timer(times_, Stage::Checkpoint);
-    load_group(dir_.group(), group_);
-    log("gather: loaded the attention group of an earlier attempt");
-    return;
+  // Checksums are checked as the steps are read (a group can be many GiB):
+  // a failure part-way drops what was read and gathers again.
+  std::string problem = artifact_problem(dir_.group(), key_, io::Verify::Structure);
+  if (problem.empty()) problem = group_file_problem(dir_.group());
+  if (problem.empty()) {
+    try {
+      StageTimer timer(times_, Stage::Checkpoint);
+      load_group(dir_.group(), group_);
+      log("gather: loaded the attention group of an earlier attempt");
+      return;
+    } catch (const std::exception& e) {
+      problem = e.what();
+      group_ = adapt::AttentionGroup();
+      configure_group();
+    }
   }
-  if (stored != "missing") log("gather: the attention group on disk is not used (" + stored + "); gathering it again");
+  if (problem != "missing")
+    warn("the attention group " + dir_.group() + " is not used (" + problem + "): moved aside to " +
+         move_aside(dir_, dir_.group()) + "; gathering it again");
   StageTimer timer(times_, Stage::Gather);
   const std::vector<int64_t> keys = adapt::key_frame_indices(video_.frame_count, settings_.group_size);
   std::vector<at::Tensor> images;
@@ -249,7 +277,7 @@ void Renderer::adapt() {
   group_ = adapt::gather_group(*model_, at::cat(images), keys, text_, swap, {}, nullptr,
                                step_progress("gather", "key frame", static_cast<int64_t>(keys.size())));
   configure_group();
-  save_group(dir_.group(), group_, keys);
+  save_group(dir_.group(), group_, keys, {{kRenderKeyAttribute, key_}});
   log("gather: attention group of " + std::to_string(group_.bytes() >> 20) + " MiB");
   if (group_.bytes() != plan_.group_bytes())
     log("warning: the attention group has " + std::to_string(group_.bytes()) + " bytes, the memory plan said " +
@@ -257,14 +285,10 @@ void Renderer::adapt() {
 }
 
 Renderer::RootPairImages Renderer::root_pair() {
-  if (io::is_valid_checkpoint(dir_.root_pair())) {
+  if (usable(dir_.root_pair(), io::Verify::Full, "the root pair")) {
     const io::Checkpoint c = io::load_checkpoint(dir_.root_pair());
-    // a root pair from a via that kept no latent is made again (the same
-    // candidates: they depend only on the seed)
-    if (c.tensors.count("edit_latent")) {
-      log("adaptation: loaded the root pair of an earlier attempt");
-      return {c.tensors.at("source"), c.tensors.at("edit"), c.tensors.at("edit_latent")};
-    }
+    log("adaptation: loaded the root pair of an earlier attempt");
+    return {c.tensors.at("source"), c.tensors.at("edit"), c.tensors.at("edit_latent")};
   }
   adapt::RootSettings root;
   root.denoise = swap_settings().denoise;
@@ -284,7 +308,7 @@ Renderer::RootPairImages Renderer::root_pair() {
       (pair.automatic ? " (automatic: the strongest agreed edit)" : " (--root-seed)") + "; contact sheet " +
       dir_.contact_sheet());
   io::save_checkpoint(dir_.root_pair(), {{"source", pair.source}, {"edit", pair.edit}, {"edit_latent", pair.edit_latent}},
-                      {{"root_frame", root.frame}, {"candidate", pair.index}});
+                      {{"root_frame", root.frame}, {"candidate", pair.index}, {kRenderKeyAttribute, key_}});
   return {pair.source, pair.edit, pair.edit_latent};
 }
 
@@ -329,7 +353,8 @@ void Renderer::load_adaptation() {
   if (settings_.finetune != adapt::FinetuneMode::Off) load_adapter();
   if (settings_.attention != adapt::AttentionMode::Own) {
     StageTimer timer(times_, Stage::Checkpoint);
-    const std::string problem = group_file_problem(dir_.group());
+    std::string problem = artifact_problem(dir_.group(), key_, io::Verify::Structure);
+    if (problem.empty()) problem = group_file_problem(dir_.group());
     if (!problem.empty())
       throw std::runtime_error(dir_.group() + ": " + problem + " (via render --resume gathers it again)");
     load_group(dir_.group(), group_);
@@ -403,22 +428,32 @@ void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& laten
 
 int64_t Renderer::render_chunk(int64_t chunk) {
   const auto [first, count] = chunk_frames(chunk);
-  const std::string hash = settings_.hash();
+  const std::string name = "chunk " + std::to_string(chunk);
   std::error_code ec;
-  if (chunk_latents_done(dir_, chunk, plan(), hash)) {
-    const std::string segment = dir_.chunk_segment(chunk);
-    if (fs::is_regular_file(segment, ec) && segment_codec_fits(segment)) return 0;
-    // Latents kept, segment lost (or encoded for another container, when
-    // --output changed): decoding is all it takes.
-    std::vector<at::Tensor> latents;
-    {
-      StageTimer timer(times_, Stage::Checkpoint);
-      const io::CheckpointReader r(dir_.chunk_latents(chunk));
-      for (int64_t f = first; f < first + count; ++f) latents.push_back(r.read("frame_" + std::to_string(f)));
+  if (usable(dir_.chunk_latents(chunk), io::Verify::Full, name + "'s latents")) {
+    if (!chunk_latents_done(dir_, chunk, plan(), key_)) {
+      warn(name + "'s latents " + dir_.chunk_latents(chunk) + " hold other frames: moved aside to " +
+           move_aside(dir_, dir_.chunk_latents(chunk)) + "; it is made again");
+    } else {
+      const std::string segment = dir_.chunk_segment(chunk);
+      const bool verified = segment_verified(chunk);
+      if (verified && segment_codec_fits(segment)) return 0;
+      if (!verified && fs::exists(segment, ec))
+        warn(name + "'s segment " + segment + " is not the one its latents recorded: moved aside to " +
+             move_aside(dir_, segment) + "; it is encoded again");
+      // Latents kept, segment lost or damaged (or encoded for another
+      // container, when --output changed): decoding is all it takes.
+      std::vector<at::Tensor> latents;
+      {
+        StageTimer timer(times_, Stage::Checkpoint);
+        const io::CheckpointReader r(dir_.chunk_latents(chunk));
+        for (int64_t f = first; f < first + count; ++f) latents.push_back(r.read("frame_" + std::to_string(f)));
+      }
+      write_segment(chunk, latents);
+      write_chunk_file(chunk, latents);  // records the new segment
+      log(name + ": segment re-encoded from its latents");
+      return 0;
     }
-    write_segment(chunk, latents);
-    log("chunk " + std::to_string(chunk) + ": segment re-encoded from its latents");
-    return 0;
   }
 
   // Every frame goes to its own file as soon as it is done, so a stop loses
@@ -428,15 +463,15 @@ int64_t Renderer::render_chunk(int64_t chunk) {
   std::vector<int64_t> pending;
   for (int64_t f = first; f < first + count; ++f) {
     const std::string path = dir_.frame_latents(chunk, f);
-    if (fs::is_regular_file(path, ec)) {
+    const std::string what = "frame " + std::to_string(f) + "'s latents";
+    if (usable(path, io::Verify::Full, what)) {
       StageTimer timer(times_, Stage::Checkpoint);
-      try {
-        const io::Checkpoint c = io::load_checkpoint(path);
-        if (std::get<std::string>(c.attributes.at("settings_hash")) == hash)
-          latents[static_cast<size_t>(f - first)] = c.tensors.at("latents");
-      } catch (const std::exception& e) {
-        log("redoing frame " + std::to_string(f) + ": " + e.what());
-      }
+      io::Checkpoint c = io::load_checkpoint(path);
+      const auto frame = c.attributes.find("frame");
+      if (frame != c.attributes.end() && std::get<int64_t>(frame->second) == f && c.tensors.count("latents"))
+        latents[static_cast<size_t>(f - first)] = c.tensors.at("latents");
+      else
+        warn(what + " " + path + " hold another frame: moved aside to " + move_aside(dir_, path) + "; it is made again");
     }
     if (!latents[static_cast<size_t>(f - first)].defined()) pending.push_back(f);
   }
@@ -451,22 +486,39 @@ int64_t Renderer::render_chunk(int64_t chunk) {
       ++denoised;
       ++times_.frames;
       StageTimer timer(times_, Stage::Checkpoint);
-      io::save_checkpoint(dir_.frame_latents(chunk, f), {{"latents", done[b]}}, {{"settings_hash", hash}, {"frame", f}});
+      io::save_checkpoint(dir_.frame_latents(chunk, f), {{"latents", done[b]}}, {{kRenderKeyAttribute, key_}, {"frame", f}});
       latents[static_cast<size_t>(f - first)] = done[b];
     }
   }
   write_segment(chunk, latents);
-  {
-    StageTimer timer(times_, Stage::Checkpoint);
-    io::CheckpointWriter out(dir_.chunk_latents(chunk));
-    for (int64_t i = 0; i < count; ++i) out.write("frame_" + std::to_string(first + i), latents[i]);
-    out.set_string("settings_hash", hash);
-    out.set_int("first_frame", first);
-    out.set_int("frames", count);
-    out.commit();
-  }
+  write_chunk_file(chunk, latents);
   fs::remove_all(dir_.frames_dir(chunk), ec);  // merged into the chunk's file
   return denoised;
+}
+
+void Renderer::write_chunk_file(int64_t chunk, const std::vector<at::Tensor>& latents) {
+  const auto [first, count] = chunk_frames(chunk);
+  const Fingerprint segment = fingerprint(dir_.chunk_segment(chunk));
+  StageTimer timer(times_, Stage::Checkpoint);
+  io::CheckpointWriter out(dir_.chunk_latents(chunk));
+  for (int64_t i = 0; i < count; ++i) out.write("frame_" + std::to_string(first + i), latents[static_cast<size_t>(i)]);
+  out.set_string(kRenderKeyAttribute, key_);
+  out.set_int("first_frame", first);
+  out.set_int("frames", count);
+  out.set_int("segment_bytes", segment.bytes);
+  out.set_string("segment_content", segment.content);
+  out.commit();
+}
+
+bool Renderer::segment_verified(int64_t chunk) const {
+  try {
+    const io::CheckpointReader r(dir_.chunk_latents(chunk));
+    if (!r.has_attribute("segment_content")) return false;
+    const Fingerprint segment = fingerprint(dir_.chunk_segment(chunk));
+    return segment.bytes == r.get_int("segment_bytes") && segment.content == r.get_string("segment_content");
+  } catch (const std::exception&) {
+    return false;  // missing or unreadable
+  }
 }
 
 bool Renderer::segment_codec_fits(const std::string& segment) const {

@@ -78,6 +78,13 @@ class Renderer {
   const adapt::AttentionGroup& group() const { return group_; }
   /// Where adapt() reports its steps (nothing by default).
   void set_progress(ProgressFn progress) { progress_ = std::move(progress); }
+  /// The render key every file this renderer writes carries, and every file
+  /// it reads must carry (prepare_workdir()'s; the settings hash until set).
+  void set_render_key(std::string key) { key_ = std::move(key); }
+  /// Where a rank that logs nothing reports a damaged file it moved aside
+  /// (the log by default).
+  void set_warnings(LogFn warn) { warn_ = std::move(warn); }
+  const std::string& render_key() const { return key_; }
 
   /// Root candidates and choice, tuning set, fine-tuning and gather; writes
   /// the contact sheet, root pair, adapter and attention group to the work
@@ -113,10 +120,12 @@ class Renderer {
   at::Tensor decode_frame(const at::Tensor& latents) const;
 
   /// Renders one chunk: each frame's latents to its own file as it finishes,
-  /// then the chunk's segment and latents file (the frame files go). Frames
-  /// already on disk are not redone; a chunk already done is left as is
-  /// (its segment is re-encoded from its latents if missing). Returns the
-  /// frames denoised.
+  /// then the chunk's segment and latents file (the frame files go; the
+  /// latents file records the segment's size and checksum). Frames already
+  /// on disk are not redone; a chunk already done is left as is (its segment
+  /// is re-encoded from its latents if it is missing or does not match its
+  /// checksum). A file that is damaged or made for another render is moved
+  /// aside (WorkDir::damaged_dir()) and its work redone. Returns the frames denoised.
   int64_t render_chunk(int64_t chunk);
   /// Concatenates every chunk's segment with the source's audio into the output.
   void assemble();
@@ -129,6 +138,7 @@ class Renderer {
 
  private:
   void log(const std::string& line) const;
+  void warn(const std::string& line) const;  // a file moved aside: on every rank
   /// After each denoising step of `count` edits run one after another: the
   /// stop check (a stop in adaptation loses at most the stage in hand) and
   /// the progress ("candidates: candidate 2/4, step 7/20").
@@ -142,12 +152,19 @@ class Renderer {
   };
   RootPairImages root_pair();  // made, or loaded from an earlier attempt
   void load_adapter();
+  /// True when the checkpoint `path` is intact and carries this render's key;
+  /// otherwise a file there is moved aside, with one log line naming it and `what`.
+  bool usable(const std::string& path, io::Verify level, const std::string& what);
+  /// Whether chunk `chunk`'s segment is the one its latents file recorded.
+  bool segment_verified(int64_t chunk) const;
+  /// The chunk's latents file, recording its segment's size and checksum.
+  void write_chunk_file(int64_t chunk, const std::vector<at::Tensor>& latents);
   void write_segment(int64_t chunk, const std::vector<at::Tensor>& latents);
   bool segment_codec_fits(const std::string& segment) const;  // the codec --output's container takes
 
   RenderSettings settings_;
   WorkDir dir_;
-  LogFn log_;
+  LogFn log_, warn_;
   ProgressFn progress_;
   io::VideoInfo video_;
   io::Size size_;
@@ -158,6 +175,7 @@ class Renderer {
   std::unique_ptr<adapt::LoraAdapter> lora_;
   adapt::AttentionGroup group_;
   MemoryPlan plan_;
+  std::string key_;  // the render key (set_render_key)
   std::unique_ptr<io::MaskSource> mask_;
   std::map<int64_t, at::Tensor> prefetched_;  // frame -> image latents (unscaled)
   StageTimes times_;

@@ -7,6 +7,7 @@
 
 #include "io/checkpoint.h"
 #include "rank/attempts.h"
+#include "rank/group_store.h"
 #include "rank/progress.h"
 #include "rank/rank_progress.h"
 
@@ -19,12 +20,14 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   s["workdir"] = dir.root;
   std::error_code ec;
   if (!fs::is_directory(dir.root, ec)) throw WorkDirError("work directory " + dir.root + " does not exist");
-  RenderSettings settings;
-  if (!read_settings(dir, &settings)) throw WorkDirError(dir.root + " holds no via render (no settings.json)");
+  WorkDirRecord record;
+  if (!read_record(dir, &record)) throw WorkDirError(dir.root + " holds no via render (no settings.json)");
+  const RenderSettings& settings = record.settings;
   s["input"] = settings.input;
   s["output"] = settings.output;
   s["instruction"] = settings.instruction;
   s["settings_hash"] = settings.hash();
+  s["render_key"] = record.key;
 
   std::string holder;
   const bool running = WorkDirLock::held(dir, &holder);
@@ -41,8 +44,12 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   if (last_start.contains("slurm")) s["slurm"] = last_start["slurm"];
 
   nlohmann::json stages;
-  const auto stage = [](bool used, const std::string& file) {
-    return !used ? "not used" : io::is_valid_checkpoint(file) ? "done" : "pending";
+  // Done: a file the next attempt will use (this render's key, the current
+  // group format); anything else it makes again.
+  const auto stage = [&](bool used, const std::string& file) {
+    if (!used) return "not used";
+    if (!artifact_problem(file, record.key, io::Verify::Structure).empty()) return "pending";
+    return file == dir.group() && !group_file_problem(file).empty() ? "pending" : "done";
   };
   const bool tuned = settings.finetune != adapt::FinetuneMode::Off;
   stages["root_pair"] = stage(tuned, dir.root_pair());
@@ -51,7 +58,7 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   ChunkPlan plan;
   bool all_done = false;
   if (read_plan(dir, &plan)) {
-    DiskProgress progress(dir, plan, settings.hash());
+    DiskProgress progress(dir, plan, record.key);
     const DiskProgress::Counts c = progress.scan();
     stages["render"] = {{"chunks_done", c.chunks_done}, {"chunks", plan.chunks()},
                         {"frames_done", c.frames_done}, {"frames", plan.frames}};
@@ -71,6 +78,10 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   s["state"] = state;
   if (!last_end.is_null() && last_end.contains("message")) s["message"] = last_end["message"];
   s["ranks"] = running ? read_rank_progress(dir) : nlohmann::json::array();
+  // Files found damaged or foreign and moved aside (their work was redone).
+  int64_t damaged = 0;
+  for (auto it = fs::directory_iterator(dir.damaged_dir(), ec); !ec && it != fs::end(it); it.increment(ec)) ++damaged;
+  s["damaged_files"] = damaged;
   return s;
 }
 
@@ -113,6 +124,9 @@ std::string format_status(const nlohmann::json& s) {
     row("render", "not started");
   }
   row("output", s.value("output", "") + " (" + st.value("output", "") + ")");
+  if (s.value("damaged_files", int64_t{0}) > 0)
+    row("moved aside", std::to_string(s.value("damaged_files", int64_t{0})) + " damaged or foreign file(s) in " +
+                           s.value("workdir", "") + "/damaged (their work was redone)");
   const std::time_t now = std::time(nullptr);
   for (const auto& r : s["ranks"]) {
     std::string what = r.value("stage", "");

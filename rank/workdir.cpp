@@ -34,8 +34,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // What a stopped attempt may have left half-written: checkpoint temporaries
 // ("<name>.tmp.<pid>.<n>"), unfinished segments and outputs ("<name>.part"),
 // and settings.json's temporary.
-bool is_leftover(const fs::path& p) {
-  const std::string name = p.filename().string();
+bool is_leftover(const std::string& name) {
   return name.find(".tmp.") != std::string::npos || (name.size() > 5 && ends_with(name, ".part")) ||
          ends_with(name, ".tmp");
 }
@@ -46,7 +45,7 @@ void remove_leftovers(const fs::path& dir, bool recurse) {
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (entry.is_directory(ec)) {
       if (recurse) remove_leftovers(entry.path(), false);
-    } else if (is_leftover(entry.path())) {
+    } else if (is_leftover(entry.path().filename().string())) {
       fs::remove(entry.path(), ec);
     }
   }
@@ -133,23 +132,79 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   }
 }
 
-bool read_settings(const WorkDir& dir, RenderSettings* settings) {
+bool read_record(const WorkDir& dir, WorkDirRecord* record) {
   std::ifstream in(dir.settings());
   if (!in) return false;
   std::stringstream text;
   text << in.rdbuf();
   try {
     nlohmann::json j = nlohmann::json::parse(text.str());
-    j.erase("settings_hash");  // written next to the settings, for people and scripts
-    *settings = RenderSettings::from_json(j);
+    // Written next to the settings, for people, scripts and resumes.
+    j.erase("settings_hash");
+    record->key = j.value(kRenderKeyAttribute, "");
+    j.erase(kRenderKeyAttribute);
+    record->provenance.reset();
+    if (j.contains("provenance")) record->provenance = Provenance::from_json(j["provenance"]);
+    j.erase("provenance");
+    record->settings = RenderSettings::from_json(j);
   } catch (const std::exception& e) {
-    throw WorkDirError(dir.settings() + " is damaged (" + e.what() +
-                       "); remove the work directory to start over");
+    throw WorkDirError(dir.settings() + " is damaged (" + e.what() + ")");
   }
   return true;
 }
 
+bool read_settings(const WorkDir& dir, RenderSettings* settings) {
+  WorkDirRecord record;
+  if (!read_record(dir, &record)) return false;
+  *settings = record.settings;
+  return true;
+}
+
+std::string move_aside(const WorkDir& dir, const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(dir.damaged_dir(), ec);
+  // damaged/chunks_chunk_000003.h5, then .1, .2 ... when that name is taken
+  std::string name = fs::relative(path, dir.root, ec).string();
+  if (ec || name.empty()) name = fs::path(path).filename().string();
+  std::replace(name.begin(), name.end(), '/', '_');
+  std::string target = dir.damaged_dir() + "/" + name;
+  for (int n = 1; fs::exists(target, ec); ++n) target = dir.damaged_dir() + "/" + name + "." + std::to_string(n);
+  fs::rename(path, target, ec);
+  if (!ec) return target;
+  fs::remove_all(path, ec);
+  return "(removed: it could not be moved)";
+}
+
+std::string artifact_problem(const std::string& path, const std::string& key, io::Verify level) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return "missing";
+  std::string reason;
+  if (!io::is_valid_checkpoint(path, level, &reason)) return reason;
+  try {
+    const io::CheckpointReader r(path);
+    if (!r.has_attribute(kRenderKeyAttribute) || r.get_string(kRenderKeyAttribute) != key)
+      return "made for another render (render key " +
+             (r.has_attribute(kRenderKeyAttribute) ? r.get_string(kRenderKeyAttribute) : std::string("none")) +
+             ", this render's is " + key + ")";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 namespace {
+
+// The checkpoints a render writes, wherever they are.
+std::vector<std::string> checkpoint_files(const WorkDir& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const std::string& file : {dir.root_pair(), dir.adapter(), dir.group()})
+    if (fs::is_regular_file(file, ec)) files.push_back(file);
+  for (const char* sub : {"/chunks", "/frames"})
+    for (auto it = fs::recursive_directory_iterator(dir.root + sub, ec); !ec && it != fs::end(it); it.increment(ec))
+      if (it->is_regular_file(ec) && ends_with(it->path().string(), ".h5")) files.push_back(it->path().string());
+  return files;
+}
 
 // True when `dir` holds something computed (adaptation, latents, segments):
 // only then do its settings bind a later command. A directory written by a
@@ -157,44 +212,130 @@ namespace {
 // output) is taken over by the corrected command.
 bool holds_finished_work(const WorkDir& dir) {
   std::error_code ec;
-  for (const std::string& file : {dir.root_pair(), dir.adapter(), dir.group()})
-    if (fs::exists(file, ec)) return true;
-  for (const char* sub : {"/chunks", "/segments", "/frames"})
-    for (auto it = fs::recursive_directory_iterator(dir.root + sub, ec); !ec && it != fs::end(it); it.increment(ec))
-      if (it->is_regular_file(ec)) return true;
+  if (!checkpoint_files(dir).empty()) return true;
+  for (auto it = fs::recursive_directory_iterator(dir.root + "/segments", ec); !ec && it != fs::end(it);
+       it.increment(ec))
+    if (it->is_regular_file(ec)) return true;
   return false;
 }
 
+// Whether some checkpoint of `dir` was made with `key`: then settings.json,
+// which names it, is the directory's own record, not a stray copy.
+bool made_with(const WorkDir& dir, const std::string& key) {
+  if (key.empty()) return false;
+  for (const std::string& file : checkpoint_files(dir)) {
+    try {
+      const io::CheckpointReader r(file);
+      if (r.has_attribute(kRenderKeyAttribute) && r.get_string(kRenderKeyAttribute) == key) return true;
+    } catch (const std::exception&) {
+      // damaged: it says nothing
+    }
+  }
+  return false;
+}
+
+// What a work directory may hold (via's own names, and what `via submit` adds).
+bool is_via_entry(const std::string& name) {
+  static const char* const kNames[] = {"settings.json", "plan.json",  "lock",     "attempts.jsonl", "candidates.png",
+                                       "root_pair.h5",  "adapter.h5", "attention_group.h5", "timings.json",
+                                       "output.json",   "frames",     "chunks",   "segments",       "claims",
+                                       "progress",      "damaged",    "job.sh",   "logs"};
+  for (const char* known : kNames)
+    if (name == known) return true;
+  return starts_with(name, "task-") || starts_with(name, "settings.json.") || is_leftover(name);
+}
+
 }  // namespace
+
+// A directory with files of its own and nothing of via's is the user's: via
+// would write beside them, and a later cleanup would take them too.
+void refuse_foreign_workdir(const WorkDir& dir) {
+  std::error_code ec;
+  std::string foreign;
+  bool ours = false;
+  for (const auto& entry : fs::directory_iterator(dir.root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "settings.json" || name == "attempts.jsonl" || name == "chunks" || name == "plan.json") ours = true;
+    if (!is_via_entry(name) && foreign.empty()) foreign = name;
+  }
+  if (!ours && !foreign.empty())
+    throw WorkDirError("work directory " + dir.root + " holds other files (" + foreign +
+                       ") and no render; give a new or empty directory");
+}
 
 std::string other_settings_message(const WorkDir& dir, const RenderSettings& there, const RenderSettings& here) {
   const std::string difference = there.difference_from(here);
   return difference.empty() ? "" : "work directory " + dir.root + " was made with other settings: " + difference;
 }
 
-bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume) {
+PreparedWorkDir prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume,
+                                const std::function<void(const std::string&)>& log) {
+  const auto say = [&](const std::string& line) {
+    if (log) log(line);
+  };
   make_dir(dir.root);
-  RenderSettings stored;
-  const bool existing = read_settings(dir, &stored) && holds_finished_work(dir);
+  refuse_foreign_workdir(dir);
+  WorkDirRecord stored;
+  bool has_record = false;
+  try {
+    has_record = read_record(dir, &stored);
+  } catch (const WorkDirError& e) {
+    say(std::string(e.what()) + ": moved aside to " + move_aside(dir, dir.settings()) +
+        "; the files it described are kept when they carry this render's key");
+  }
+  const bool finished_work = holds_finished_work(dir);
+  bool existing = has_record && finished_work;
+  if (existing && stored.settings.hash() != settings.hash() && !made_with(dir, stored.key)) {
+    // A settings.json no file here was made with (copied from another render,
+    // or left by a directory's earlier life): the files' keys decide.
+    say(dir.settings() + " belongs to no file of this directory: moved aside to " + move_aside(dir, dir.settings()));
+    existing = false;
+  }
   if (existing) {
     if (!resume)
       throw WorkDirError("work directory " + dir.root +
                          " already holds a render; add --resume to continue it (`via status " + dir.root +
                          "` shows how far it got), or choose another directory");
-    const std::string other = other_settings_message(dir, stored, settings);
+    const std::string other = other_settings_message(dir, stored.settings, settings);
     if (!other.empty()) throw WorkDirError(other + "; resume with the same settings, or choose another directory");
   }
+
+  PreparedWorkDir prepared;
+  prepared.resumed = existing;
+  const bool known = existing && stored.provenance;
+  prepared.provenance.input = fingerprint(settings.input, known ? &stored.provenance->input : nullptr);
+  prepared.provenance.model = fingerprint(settings.model, known ? &stored.provenance->model : nullptr);
+  prepared.provenance.via_build = via_build();
+  if (known) {
+    const std::string change = provenance_change(*stored.provenance, prepared.provenance);
+    if (!change.empty())
+      throw WorkDirError(change + "; its finished work in " + dir.root +
+                         " was made from the old one: render into another work directory");
+    if (stored.provenance->edit_path != kEditPathVersion)
+      say("the work directory was started by " + stored.provenance->via_build + ", whose edits differ: its files are made again");
+  } else if (existing && !stored.provenance) {
+    say("the work directory was started by an older via that stamped no file: its files are made again");
+  }
+  prepared.key = render_key(settings.hash(), prepared.provenance);
+
   remove_leftovers(dir.root, false);
   for (const char* sub : {"/chunks", "/segments"}) remove_leftovers(dir.root + sub, false);
   remove_leftovers(dir.root + "/frames", true);
   std::error_code ec;
   fs::remove_all(dir.claims_dir(), ec);
   fs::remove_all(dir.progress_dir(), ec);
-  for (const char* sub : {"/chunks", "/segments", "/frames", "/claims", "/progress"}) make_dir(dir.root + sub);
+  for (const char* sub : {"/chunks", "/segments", "/frames", "/claims", "/progress"}) {
+    // a file where a folder belongs (a damaged directory) is moved aside
+    if (fs::exists(dir.root + sub, ec) && !fs::is_directory(dir.root + sub, ec))
+      say(dir.root + sub + " is not a folder: moved aside to " + move_aside(dir, dir.root + sub));
+    make_dir(dir.root + sub);
+  }
   nlohmann::json j = settings.to_json();
   j["settings_hash"] = settings.hash();
+  j["provenance"] = prepared.provenance.to_json();
+  j[kRenderKeyAttribute] = prepared.key;
   write_file_atomic(dir.settings(), j.dump(2) + "\n");
-  return existing;
+  return prepared;
 }
 
 void check_model_and_output(const RenderSettings& settings) {
@@ -258,12 +399,14 @@ bool read_plan(const WorkDir& dir, ChunkPlan* plan) {
   return plan->frames > 0;
 }
 
-bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash) {
+bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& key,
+                        io::Verify level) {
   const auto [first, count] = plan.range(chunk);
   try {
+    if (level == io::Verify::Full && !io::is_valid_checkpoint(dir.chunk_latents(chunk), level)) return false;
     const io::CheckpointReader r(dir.chunk_latents(chunk));
-    return r.get_string("settings_hash") == hash && r.get_int("first_frame") == first &&
-           r.get_int("frames") == count && r.size() == count;
+    return r.has_attribute(kRenderKeyAttribute) && r.get_string(kRenderKeyAttribute) == key &&
+           r.get_int("first_frame") == first && r.get_int("frames") == count && r.size() == count;
   } catch (const std::exception&) {
     return false;
   }

@@ -17,12 +17,21 @@
 //   progress/rank_R.json     what rank R does now (for `via status`)
 //   timings.json             time per stage and rank of the last finished attempt
 //   output.json              the output this directory wrote: path, size, mtime
+//   damaged/                 files found damaged or foreign, moved aside for inspection
+//
+// Every checkpoint carries the render key (rank/provenance.h) in its
+// attribute "render_key": one whose key, checksum or structure fails is moved
+// to damaged/ and its work redone, so no file needs a person to delete it.
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "base/posix.h"
+#include "io/checkpoint.h"
+#include "rank/provenance.h"
 #include "rank/settings.h"
 
 namespace via::rank {
@@ -54,7 +63,11 @@ struct WorkDir {
   std::string claim(int64_t chunk) const;
   std::string progress_dir() const { return root + "/progress"; }
   std::string progress(int rank) const;
+  std::string damaged_dir() const { return root + "/damaged"; }
 };
+
+/// The checkpoint attribute that holds the render key.
+inline constexpr const char* kRenderKeyAttribute = "render_key";
 
 /// Frames [first, first + count) of each chunk of a video.
 struct ChunkPlan {
@@ -85,14 +98,49 @@ class WorkDirLock {
   Fd fd_;
 };
 
+/// What settings.json holds: the settings, and (from this via on) the
+/// provenance and render key.
+struct WorkDirRecord {
+  RenderSettings settings;
+  std::optional<Provenance> provenance;
+  std::string key;  // "" in a directory of an older via
+};
+/// False when there is no settings.json; throws WorkDirError when it is damaged.
+bool read_record(const WorkDir& dir, WorkDirRecord* record);
+
+/// What prepare_workdir() found and decided.
+struct PreparedWorkDir {
+  bool resumed = false;  // the directory already held this render
+  Provenance provenance;
+  std::string key;  // render_key(settings hash, provenance): every artifact's stamp
+};
+
 /// Rank 0, under the lock, before anything else: creates the directory, or
-/// checks it for a resume. Without `resume`, a directory that already holds
-/// a render is refused (so nothing is overwritten by accident); with it,
-/// settings that differ from the directory's are refused naming the first
-/// differing setting. Removes what a stopped attempt left half-written
-/// (temporary files, claims, progress) and writes settings.json. True when
-/// the directory already held this render (a resume).
-bool prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume);
+/// checks it for a resume. Refuses a directory that holds other files and no
+/// render. Without `resume`, a directory that already holds a render is
+/// refused (so nothing is overwritten by accident); with it, settings that
+/// differ from the directory's, or an input or model whose content changed,
+/// are refused, naming which. A settings.json that is damaged, or that no
+/// file of the directory was made with (a stray copy), is moved to damaged/.
+/// Removes what a stopped attempt left half-written (temporary files,
+/// claims, progress) and writes settings.json with the provenance and key.
+/// `log` gets one line per file moved aside.
+PreparedWorkDir prepare_workdir(const WorkDir& dir, const RenderSettings& settings, bool resume,
+                                const std::function<void(const std::string&)>& log = {});
+
+/// Refuses (WorkDirError) a directory that holds other files and nothing of
+/// via's: via would write beside them. Before the lock is taken.
+void refuse_foreign_workdir(const WorkDir& dir);
+
+/// Moves a damaged or foreign file (or folder) of the work directory to
+/// damaged/ (kept for inspection; its name there says where it was) and
+/// returns its new path. Never throws: a file that cannot be moved is removed.
+std::string move_aside(const WorkDir& dir, const std::string& path);
+
+/// "" when `path` is a complete and intact checkpoint (its checksums read at
+/// `level`) stamped with `key`; else why not ("missing", "made for another
+/// render", the checkpoint's problem).
+std::string artifact_problem(const std::string& path, const std::string& key, io::Verify level);
 
 /// "work directory DIR was made with other settings: --steps is 5 there, 6
 /// here" when `there` (DIR's settings.json) differs from `here`, else "":
@@ -129,10 +177,11 @@ void write_file_atomic(const std::string& path, const std::string& text);
 /// none. Throws WorkDirError if it is damaged.
 bool read_settings(const WorkDir& dir, RenderSettings* settings);
 
-/// Whether chunk `chunk`'s latents file is complete, with this settings hash
-/// and the chunk's frame range (its segment may still be missing: a done
-/// chunk's segment is re-encoded from these latents).
-bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& hash);
+/// Whether chunk `chunk`'s latents file is complete (checksums read at
+/// `level`), with this render key and the chunk's frame range (its segment
+/// may still be missing: a done chunk's segment is re-encoded from these latents).
+bool chunk_latents_done(const WorkDir& dir, int64_t chunk, const ChunkPlan& plan, const std::string& key,
+                        io::Verify level = io::Verify::Structure);
 /// The frame files present (finished frames of an unfinished chunk).
 int64_t frames_on_disk(const WorkDir& dir, int64_t chunk);
 
