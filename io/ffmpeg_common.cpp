@@ -112,9 +112,10 @@ InputFormatPtr open_input(const std::string& path) {
   return ctx;
 }
 
-OutputFormatPtr open_output(const std::string& name_for_format, const std::string& write_path) {
+OutputFormatPtr open_output(const std::string& name_for_format, const std::string& write_path, const char* muxer) {
   begin_operation();
-  auto format = av_guess_format(nullptr, name_for_format.c_str(), nullptr);
+  auto format = muxer != nullptr && *muxer != '\0' ? av_guess_format(muxer, nullptr, nullptr)
+                                                   : av_guess_format(nullptr, name_for_format.c_str(), nullptr);
   if (format == nullptr) format = av_guess_format("mp4", nullptr, nullptr);
   AVFormatContext* raw = nullptr;
   // The context is named after the file really written: muxers that reopen it
@@ -126,6 +127,21 @@ OutputFormatPtr open_output(const std::string& name_for_format, const std::strin
     VIA_AV_CHECK(avio_open(&ctx->pb, write_path.c_str(), AVIO_FLAG_WRITE), "cannot write", write_path);
   }
   return ctx;
+}
+
+AvColor to_av(const ColorDescription& color, const std::string& file) {
+  const auto value = [&](const std::string& name, int (*from_name)(const char*)) {
+    if (name.empty()) return 2;  // AVCOL_*_UNSPECIFIED, except the range's
+    const int v = from_name(name.c_str());
+    if (v < 0) throw VideoError("cannot write '" + file + "': unknown colour value '" + name + "'", file);
+    return v;
+  };
+  AvColor c;
+  c.primaries = static_cast<AVColorPrimaries>(value(color.primaries, av_color_primaries_from_name));
+  c.transfer = static_cast<AVColorTransferCharacteristic>(value(color.transfer, av_color_transfer_from_name));
+  c.matrix = static_cast<AVColorSpace>(value(color.matrix, av_color_space_from_name));
+  if (!color.range.empty()) c.range = static_cast<AVColorRange>(value(color.range, av_color_range_from_name));
+  return c;
 }
 
 bool format_can_carry(const AVOutputFormat* format, AVCodecID codec_id) {

@@ -88,11 +88,23 @@ InputFormatPtr open_input(const std::string& path);
 
 /// Creates an output context whose container is chosen from `name_for_format`'s
 /// extension (MP4 when it has none FFmpeg knows) and opens `write_path` for writing.
-/// `name_for_format` is also the name used in error messages.
-OutputFormatPtr open_output(const std::string& name_for_format, const std::string& write_path);
+/// `name_for_format` is also the name used in error messages. `muxer`, when
+/// given ("mov"), chooses the container instead of the name.
+OutputFormatPtr open_output(const std::string& name_for_format, const std::string& write_path,
+                            const char* muxer = nullptr);
 
 inline Rational to_rational(AVRational r) { return {r.num, r.den}; }
 inline AVRational to_av(Rational r) { return AVRational{r.num, r.den}; }
+
+/// FFmpeg's values of a colour description ("" fields: unspecified).
+struct AvColor {
+  AVColorPrimaries primaries = AVCOL_PRI_UNSPECIFIED;
+  AVColorTransferCharacteristic transfer = AVCOL_TRC_UNSPECIFIED;
+  AVColorSpace matrix = AVCOL_SPC_UNSPECIFIED;
+  AVColorRange range = AVCOL_RANGE_UNSPECIFIED;
+};
+/// Throws VideoError naming `file` for a name FFmpeg does not know.
+AvColor to_av(const ColorDescription& color, const std::string& file);
 
 /// True when the output format can carry `codec_id` (stream copy).
 bool format_can_carry(const AVOutputFormat* format, AVCodecID codec_id);

@@ -70,6 +70,15 @@ SegmentScan scan_segment(const std::string& path) {
   return scan;
 }
 
+// The declared fields of `color` into `par`.
+void set_color(AVCodecParameters* par, const ColorDescription& color, const std::string& output) {
+  const ffmpeg::AvColor c = ffmpeg::to_av(color, output);
+  if (!color.primaries.empty()) par->color_primaries = c.primaries;
+  if (!color.transfer.empty()) par->color_trc = c.transfer;
+  if (!color.matrix.empty()) par->color_space = c.matrix;
+  if (!color.range.empty()) par->color_range = c.range;
+}
+
 // Throws unless `b` can follow `a` in one stream-copied video.
 void check_same_encoding(const SegmentScan& a, const SegmentScan& b) {
   const AVCodecParameters* pa = a.codecpar.get();
@@ -382,7 +391,11 @@ ConcatResult concat_segments(const std::vector<std::string>& segments, const std
     if (video == nullptr) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot add a video stream to", output);
     VIA_AV_CHECK(avcodec_parameters_copy(video->codecpar, first.codecpar.get()), "cannot set up the video of", output);
     video->codecpar->codec_tag = 0;  // let the output's muxer pick its own tag
+    // HEVC in MP4/MOV as hvc1 (parameter sets in the sample description), as Apple's players need.
+    if (video->codecpar->codec_id == AV_CODEC_ID_HEVC && ffmpeg::is_mov_family(out->oformat))
+      video->codecpar->codec_tag = MKTAG('h', 'v', 'c', '1');
     video->time_base = video_tb;
+    set_color(video->codecpar, options.color, output);
     // The real average (a variable rate's too): Matroska derives its default
     // frame duration from it.
     av_reduce(&video->avg_frame_rate.num, &video->avg_frame_rate.den, total_frames * video_tb.den,

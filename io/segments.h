@@ -45,6 +45,11 @@ struct ConcatOptions {
   /// against them (within one tick). Empty: the segments are laid end to end
   /// by their own spans (constant-rate segments).
   FrameTimes times;
+  /// The output video's colour description (io::output_color()'s, as the
+  /// segments were encoded with); fields left "" keep the segments' own.
+  /// Needed where a segment's container or codec drops a field (FFV1 in a
+  /// QuickTime segment has no colour range).
+  ColorDescription color;
   /// MP4/MOV outputs: put the index at the front, so players can start before
   /// the whole file has arrived (costs one extra pass over the file).
   bool faststart = true;

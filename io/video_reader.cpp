@@ -68,6 +68,17 @@ int channel_count(const AVCodecParameters* par) {
 #endif
 }
 
+// The declared fields of a stream's colour description; "" for unspecified.
+ColorDescription color_of(const AVCodecParameters* par) {
+  const auto name = [](const char* n) { return std::string(n != nullptr ? n : ""); };
+  ColorDescription c;
+  if (par->color_primaries != AVCOL_PRI_UNSPECIFIED) c.primaries = name(av_color_primaries_name(par->color_primaries));
+  if (par->color_trc != AVCOL_TRC_UNSPECIFIED) c.transfer = name(av_color_transfer_name(par->color_trc));
+  if (par->color_space != AVCOL_SPC_UNSPECIFIED) c.matrix = name(av_color_space_name(par->color_space));
+  if (par->color_range != AVCOL_RANGE_UNSPECIFIED) c.range = name(av_color_range_name(par->color_range));
+  return c;
+}
+
 int find_video_stream(AVFormatContext* fmt, const std::string& path) {
   const int index = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (index < 0) throw VideoError("no video stream in '" + path + "'", path, index);
@@ -162,6 +173,7 @@ std::pair<VideoInfo, FrameIndex> probe_open(AVFormatContext* fmt, const std::str
   info.pixel_format = pix != nullptr ? pix : "unknown";
   info.width = par->width;
   info.height = par->height;
+  info.color = color_of(par);
   if (info.width <= 0 || info.height <= 0) {
     throw VideoError("video stream of '" + path + "' has no frame size (unsupported or damaged)", path);
   }

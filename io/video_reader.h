@@ -40,6 +40,8 @@ struct VideoInfo {
   int stream_index = -1;     // the video stream read (FFmpeg's "best" video stream)
   std::string codec;         // "h264", "hevc", "ffv1"...
   std::string pixel_format;  // as decoded, e.g. "yuv420p"
+  /// The colour description the stream declares (fields it leaves unspecified are "").
+  ColorDescription color;
   int width = 0;             // stored frame size, before rotation
   int height = 0;
   /// Sample (pixel) aspect ratio: a stored pixel is shown sample_aspect times

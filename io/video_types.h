@@ -60,6 +60,21 @@ struct FrameTimes {
   }
 };
 
+/// A video's colour description as its stream declares it, in FFmpeg's names
+/// (primaries and transfer "bt709", "bt470bg", "smpte170m", "bt2020", ...;
+/// matrix "bt709", "bt470bg", "smpte170m", "bt2020nc"...; range "tv" or "pc").
+/// "" = not declared.
+struct ColorDescription {
+  std::string primaries;
+  std::string transfer;
+  std::string matrix;
+  std::string range;
+  bool declared() const { return !primaries.empty() || !transfer.empty() || !matrix.empty() || !range.empty(); }
+  friend bool operator==(const ColorDescription& a, const ColorDescription& b) {
+    return a.primaries == b.primaries && a.transfer == b.transfer && a.matrix == b.matrix && a.range == b.range;
+  }
+};
+
 /// A packed RGB24 image: `data` holds height rows of width * 3 bytes (R, G, B),
 /// top row first, no padding; data.size() == width * height * 3.
 struct RgbImage {

@@ -2,6 +2,7 @@
 
 extern "C" {
 #include <libavutil/opt.h>
+#include <libavutil/pixdesc.h>
 }
 
 #include <algorithm>
@@ -79,13 +80,13 @@ class VideoWriter::Impl {
     // The encoder may still hold a reference to the previous frame's buffers.
     VIA_AV_CHECK(av_frame_make_writable(frame_.get()), "cannot encode a frame into", part_path_);
     ffmpeg::Image dst;
-    dst.format = AV_PIX_FMT_YUV420P;
+    dst.format = pixel_format_;
     dst.width = encoded_.width;
     dst.height = encoded_.height;
     std::copy(frame_->data, frame_->data + 4, dst.data);
     std::copy(frame_->linesize, frame_->linesize + 4, dst.linesize);
-    dst.colorspace = AVCOL_SPC_BT709;
-    dst.full_range = false;
+    dst.colorspace = encoder_->colorspace;
+    dst.full_range = encoder_->color_range == AVCOL_RANGE_JPEG;
     // The top-left even-sized part of the frame (see the class comment).
     // swscale's SIMD input readers read up to 16 bytes past the last pixel
     // (valgrind shows it); those bytes must be ours and always the same, or the
@@ -128,32 +129,51 @@ class VideoWriter::Impl {
 
  private:
   void open(Rational rate) {
-    const bool vp9 = options_.codec == VideoCodec::VP9;
-    const char* encoder_name = vp9 ? "libvpx-vp9" : "libx264";
+    const VideoCodec which = options_.codec;
+    const char* encoder_name = video_encoder_name(which);
     const AVCodec* codec = avcodec_find_encoder_by_name(encoder_name);
     if (codec == nullptr) {
       throw VideoError("cannot encode '" + path_ + "': this FFmpeg was built without " + encoder_name, path_);
     }
-    out_ = ffmpeg::open_output(path_, part_path_);
+    const std::string pix_name = options_.pixel_format.empty() ? default_pixel_format(which) : options_.pixel_format;
+    pixel_format_ = av_get_pix_fmt(pix_name.c_str());
+    if (pixel_format_ == AV_PIX_FMT_NONE) {
+      throw VideoError("cannot encode '" + path_ + "': unknown pixel format '" + pix_name + "'", path_);
+    }
+    out_ = ffmpeg::open_output(path_, part_path_, options_.muxer.c_str());
     encoder_.reset(avcodec_alloc_context3(codec));
     if (!encoder_) ffmpeg::throw_av_error(AVERROR(ENOMEM), "cannot allocate an encoder for", path_);
     AVCodecContext* enc = encoder_.get();
     enc->width = encoded_.width;
     enc->height = encoded_.height;
-    enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    enc->pix_fmt = pixel_format_;
     enc->sample_aspect_ratio = AVRational{1, 1};
     // Constant rate: one tick per frame, timestamps are frame numbers.
     // Otherwise the frames' own time base, so their times stay exact.
     enc->time_base = options_.times.empty() ? av_inv_q(ffmpeg::to_av(rate)) : ffmpeg::to_av(options_.times.time_base);
     enc->framerate = ffmpeg::to_av(rate);
-    enc->colorspace = AVCOL_SPC_BT709;
-    enc->color_primaries = AVCOL_PRI_BT709;
-    enc->color_trc = AVCOL_TRC_BT709;
-    enc->color_range = AVCOL_RANGE_MPEG;
+    const ffmpeg::AvColor color = ffmpeg::to_av(output_color(options_.color), path_);
+    enc->color_primaries = color.primaries;
+    enc->color_trc = color.transfer;
+    enc->colorspace = color.matrix;
+    enc->color_range = color.range;
     enc->thread_count = options_.threads;
     if (out_->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    if (vp9) {
+    if (which == VideoCodec::VP9) {
       set_vp9_options(enc);
+    } else if (which == VideoCodec::HEVC) {
+      set_x265_options(enc);
+    } else if (which == VideoCodec::ProRes) {
+      // HQ for 4:2:2, 4444 for 4:4:4; Apple's vendor tag, as Apple's own files carry.
+      const bool yuv444 = pixel_format_ == AV_PIX_FMT_YUV444P10LE;
+      VIA_AV_CHECK(av_opt_set(enc->priv_data, "profile", yuv444 ? "4444" : "hq", 0), "cannot set ProRes' profile for",
+                   path_);
+      VIA_AV_CHECK(av_opt_set(enc->priv_data, "vendor", "apl0", 0), "cannot set ProRes' vendor for", path_);
+    } else if (which == VideoCodec::FFV1) {
+      // Version 3, every frame a keyframe (an intermediate for editing), with slice checksums.
+      enc->gop_size = 1;
+      VIA_AV_CHECK(av_opt_set_int(enc, "level", 3, AV_OPT_SEARCH_CHILDREN), "cannot set FFV1's level for", path_);
+      VIA_AV_CHECK(av_opt_set_int(enc->priv_data, "slicecrc", 1, 0), "cannot set FFV1's checksums for", path_);
     } else {
       VIA_AV_CHECK(av_opt_set(enc->priv_data, "preset", options_.preset.c_str(), 0),
                    "cannot set preset '" + options_.preset + "' for", path_);
@@ -199,6 +219,19 @@ class VideoWriter::Impl {
     frame_->colorspace = enc->colorspace;
     frame_->color_range = enc->color_range;
     VIA_AV_CHECK(av_frame_get_buffer(frame_.get(), 0), "cannot allocate a frame for", path_);
+  }
+
+  // libx265 in constant quality, quiet (it prints to stderr itself), and with
+  // one thread unless asked for more, so a segment's bitstream does not depend on the machine.
+  void set_x265_options(AVCodecContext* enc) {
+    VIA_AV_CHECK(av_opt_set(enc->priv_data, "preset", options_.preset.c_str(), 0),
+                 "cannot set preset '" + options_.preset + "' for", path_);
+    VIA_AV_CHECK(av_opt_set_double(enc->priv_data, "crf", options_.crf, 0), "cannot set the CRF for", path_);
+    const std::string params =
+        std::string("log-level=error") + (options_.threads == 1 ? ":pools=none:frame-threads=1" : "");
+    VIA_AV_CHECK(av_opt_set(enc->priv_data, "x265-params", params.c_str(), 0), "cannot set x265's options for", path_);
+    // hvc1: the parameter sets in the sample description, as Apple's players need.
+    if (ffmpeg::is_mov_family(out_->oformat)) enc->codec_tag = MKTAG('h', 'v', 'c', '1');
   }
 
   // libvpx-vp9 in constant quality (bit rate 0), one thread and no row
@@ -257,6 +290,7 @@ class VideoWriter::Impl {
   ffmpeg::PacketPtr packet_;
   ffmpeg::FramePtr frame_;
   ffmpeg::Scaler scaler_;
+  AVPixelFormat pixel_format_ = AV_PIX_FMT_YUV420P;
   int64_t written_ = 0;
   bool finished_ = false;
 };

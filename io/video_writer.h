@@ -1,5 +1,6 @@
 #pragma once
-// Writing videos: RGB24 frames -> H.264 (libx264) or VP9 (libvpx-vp9), yuv420p, in MP4.
+// Writing videos: RGB24 frames -> H.264, HEVC, ProRes, FFV1 or VP9 (io/output_format.h)
+// at 8 or 10 bits, in the container the file name asks for.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,7 +17,22 @@ struct EncodeOptions {
   /// H.264 (libx264), or VP9 (libvpx-vp9) for outputs in WebM. With VP9, `crf`
   /// is libvpx's constant quality (0-63; 0-51 used here) and `preset` maps to
   /// its speed (cpu-used: veryslow and slower 0 ... faster and faster still 5).
+  /// ProRes (prores_ks: profile HQ, or 4444 for yuv444p10le) and FFV1
+  /// (lossless, every frame a keyframe) ignore `crf` and `preset`; HEVC
+  /// (libx265) takes both as x264 does.
   VideoCodec codec = VideoCodec::H264;
+  /// The encoded pixel format ("yuv420p10le"...); "" = the codec's default
+  /// (default_pixel_format()). 10-bit formats are converted from the RGB
+  /// frames at 10-bit precision (not 8-bit values shifted).
+  std::string pixel_format;
+  /// The colour description written into the stream, and the matrix and range
+  /// the RGB frames are converted with; undeclared fields are BT.709 limited
+  /// range (output_color()).
+  ColorDescription color;
+  /// FFmpeg's muxer ("mov", "matroska"); "" = from the file's name. A render's
+  /// segments keep their .mp4 names and are QuickTime files for ProRes and FFV1,
+  /// which MP4 cannot hold.
+  std::string muxer;
   /// x264 constant rate factor: 0 (lossless) .. 51; 18 is visually lossless.
   int crf = 18;
   /// x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow,
@@ -39,12 +55,13 @@ struct EncodeOptions {
   FrameTimes times;
 };
 
-/// Encodes RGB24 frames as H.264 (libx264) or VP9 (yuv420p, BT.709 limited range,
-/// square pixels) at a constant frame rate or at the given frame times
+/// Encodes RGB24 frames as EncodeOptions::codec in EncodeOptions::pixel_format
+/// (yuv420p by default) with EncodeOptions::color (BT.709 limited range by
+/// default), square pixels, at a constant frame rate or at the given frame times
 /// (EncodeOptions::times), in the container the file name asks for (MP4 for
 /// ".mp4" and for names FFmpeg does not know).
 ///
-/// Odd sizes: 4:2:0 H.264 needs even sides, so a frame of odd width or height
+/// Odd sizes: 4:2:0 needs even sides, so a frame of odd width or height
 /// is encoded without its last column or row (65x49 -> 64x48); frames are
 /// never scaled. See encoded_size().
 ///
