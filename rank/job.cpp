@@ -9,6 +9,7 @@
 #include "io/output_format.h"
 #include "io/video_reader.h"
 #include "rank/attempts.h"
+#include "rank/disk_plan.h"
 #include "rank/progress.h"
 #include "rank/rank_progress.h"
 #include "rank/stop.h"
@@ -221,7 +222,7 @@ class RenderJob {
         check_model_and_output(settings_);
         // The container, its encoders and the audio's fate: a problem here
         // would otherwise surface at the final join, after every frame.
-        output_ = io::plan_output(settings_.output, video, settings_.audio);
+        output_ = plan_output_and_disk(settings_, video, dir_.root);  // container, codecs, audio, disk space
         check_output_replaceable(dir_, settings_.output, options_.overwrite);
         refuse_foreign_workdir(dir_);  // before the lock file is written beside the user's files
         lock_ = std::make_unique<WorkDirLock>(dir_);

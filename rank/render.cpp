@@ -25,6 +25,7 @@
 #endif
 #include "rank/adapter_file.h"
 #include "rank/group_store.h"
+#include "rank/output_frames.h"
 #include "rank/progress.h"
 #include "rank/stop.h"
 
@@ -405,13 +406,13 @@ at::Tensor Renderer::decode_frame(const at::Tensor& latents) const {
 }
 
 void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& latents) {
-  io::EncodeOptions enc;
-  enc.crf = static_cast<int>(settings_.crf);
-  enc.preset = settings_.preset;
-  enc.codec = io::video_codec_for(settings_.output);  // VP9 for WebM
+  // --codec, --pix-fmt, the source's colour description; --output-size.
+  io::EncodeOptions enc = segment_encoding(settings_, video_);
+  if (!output_frames_) output_frames_ = std::make_unique<OutputFrames>(settings_, video_, size_, reader_->plan());
   const auto [first, count] = chunk_frames(chunk);
   enc.times = video_.frame_times.slice(first, count);  // the source's own times, variable rates too
-  io::VideoWriter segment(dir_.chunk_segment(chunk), size_, video_.frame_rate, enc);
+  io::VideoWriter segment(dir_.chunk_segment(chunk), output_frames_->size(), video_.frame_rate, enc);
+  int64_t frame = first;
   for (const at::Tensor& z : latents) {
     throw_if_stopped();
     at::Tensor rgb;
@@ -420,7 +421,7 @@ void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& laten
       rgb = decode_frame(z);
     }
     StageTimer timer(times_, Stage::Encode);
-    segment.write(io::tensor_to_image(rgb));
+    segment.write(output_frames_->frame(frame++, io::tensor_to_image(rgb)));
   }
   StageTimer timer(times_, Stage::Encode);
   segment.finish();
@@ -522,22 +523,20 @@ bool Renderer::segment_verified(int64_t chunk) const {
 }
 
 bool Renderer::segment_codec_fits(const std::string& segment) const {
-  try {
-    return io::probe_video(segment).codec == io::video_codec_name(io::video_codec_for(settings_.output));
-  } catch (const io::VideoError&) {
-    return false;  // damaged: made again from the latents
-  }
+  return segment_matches(segment, settings_, video_, size_);  // codec, pixel format and size
 }
 
 void Renderer::assemble() {
   StageTimer timer(times_, Stage::Concat);
   std::vector<std::string> segments;
   for (int64_t c = 0; c < num_chunks(); ++c) segments.push_back(dir_.chunk_segment(c));
-  const io::OutputPlan plan = io::plan_output(settings_.output, video_, settings_.audio);
+  const io::OutputPlan plan =
+      io::plan_output(settings_.output, video_, settings_.audio, settings_.codec, settings_.pix_fmt);
   io::ConcatOptions options;
   options.audio_source = plan.audio.empty() ? "" : settings_.input;
   for (const io::AudioTrackPlan& a : plan.audio) options.audio_tracks.push_back({a.source_stream, a.encoder});
   options.times = video_.frame_times;
+  options.color = io::output_color(video_.color);  // what the segments were encoded with
   const io::ConcatResult r = io::concat_segments(segments, settings_.output, options);
   log("wrote " + settings_.output + ": " + std::to_string(r.frames) + " frames");
 }

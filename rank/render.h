@@ -32,6 +32,8 @@ class MaskSource;
 
 namespace via::rank {
 
+class OutputFrames;
+
 /// Receives one line of progress per event (stage changes, chunks done).
 using LogFn = std::function<void(const std::string& line)>;
 /// Receives the adaptation's progress as it goes: the stage ("candidates",
@@ -160,7 +162,7 @@ class Renderer {
   /// The chunk's latents file, recording its segment's size and checksum.
   void write_chunk_file(int64_t chunk, const std::vector<at::Tensor>& latents);
   void write_segment(int64_t chunk, const std::vector<at::Tensor>& latents);
-  bool segment_codec_fits(const std::string& segment) const;  // the codec --output's container takes
+  bool segment_codec_fits(const std::string& segment) const;  // codec, pixel format and size the settings ask for
 
   RenderSettings settings_;
   WorkDir dir_;
@@ -177,6 +179,7 @@ class Renderer {
   MemoryPlan plan_;
   std::string key_;  // the render key (set_render_key)
   std::unique_ptr<io::MaskSource> mask_;
+  std::unique_ptr<OutputFrames> output_frames_;  // --output-size's frames, made with the first segment
   std::map<int64_t, at::Tensor> prefetched_;  // frame -> image latents (unscaled)
   StageTimes times_;
 };

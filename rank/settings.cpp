@@ -114,12 +114,44 @@ std::vector<SettingField> make_table() {
       "the source's audio: {choices} (auto: copied when the container takes it, else re-encoded to AAC, or "
       "Opus in .webm)");
   audio.hashed = false;  // only the final join reads it
+  std::vector<std::optional<io::VideoCodec>> codecs = {std::nullopt};
+  codecs.insert(codecs.end(), std::begin(io::kVideoCodecs), std::end(io::kVideoCodecs));
+  // The output's video: checked against the container and this FFmpeg's encoders.
+  const auto check_video = [](const S& s) {
+    if (s.output.empty()) return;
+    try {
+      io::resolve_video_format(s.output, s.codec, s.pix_fmt);
+    } catch (const std::exception& e) {
+      throw SettingsError(e.what());
+    }
+  };
+  SettingField codec = unhashed(named<std::optional<io::VideoCodec>>(
+      "codec", io, &S::codec, codecs,
+      [](std::optional<io::VideoCodec> c) { return std::string(c ? io::video_codec_name(*c) : "auto"); },
+      "the output's video codec: {choices} (auto: h264, vp9 for .webm; prores and ffv1 are intra-frame, for "
+      "post-production; prores needs .mov or .mkv, ffv1 .mkv)"));
+  codec.check = check_video;
 
   return {
       required(member("input", io, &S::input, "source video",
                       [](const S& s) { require(!s.input.empty(), "--input is required"); })),
       output,
       audio,
+      codec,
+      unhashed(member("pix_fmt", io, &S::pix_fmt,
+                      "the output's pixel format: auto (yuv420p; yuv422p10le for prores), yuv420p, yuv422p, yuv444p, "
+                      "yuv420p10le, yuv422p10le or yuv444p10le, as the codec takes them",
+                      check_video)),
+      unhashed(member("output_size", io, &S::output_size,
+                      "the output's frame size: model (the size the model works at), source (the source's displayed "
+                      "size; with --mask the source's own pixels outside it) or WxH",
+                      [](const S& s) {
+                        try {
+                          io::parse_output_size(s.output_size);
+                        } catch (const std::invalid_argument& e) {
+                          throw SettingsError(e.what());
+                        }
+                      })),
       required(member("model", io, &S::model,
                       "InstructPix2Pix model: a diffusers folder or an original-layout .safetensors/.ckpt file",
                       [](const S& s) { require(!s.model.empty(), "--model is required"); })),

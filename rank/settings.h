@@ -82,6 +82,11 @@ struct RenderSettings {
   // Output. Chunks are the unit of work, of checkpoints and of segments.
   std::string output;  // outside the hash (as is audio): a resume may write elsewhere
   io::AudioMode audio = io::AudioMode::Auto;  // the source's audio in the output (io/output_format.h)
+  // The output's video, outside the hash too: they change no latent, and a
+  // segment made otherwise is encoded again from its chunk's latents.
+  std::optional<io::VideoCodec> codec;  // nullopt ("auto"): H.264, VP9 for .webm
+  std::string pix_fmt = "auto";         // "auto": the codec's default (io::default_pixel_format)
+  std::string output_size = "model";    // model | source | WxH (io::parse_output_size)
   int64_t crf = 18;
   std::string preset = "medium";
   int64_t chunk_frames = 16;

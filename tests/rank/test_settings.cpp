@@ -51,6 +51,9 @@ RenderSettings every_field_changed() {
   s.mask_feather = 2.5;
   s.output = "/out/edited.mp4";
   s.audio = via::io::AudioMode::None;
+  s.codec = via::io::VideoCodec::HEVC;
+  s.pix_fmt = "yuv420p10le";
+  s.output_size = "source";
   s.crf = 23;
   s.preset = "slow";
   s.chunk_frames = 8;
@@ -114,6 +117,9 @@ TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPathAndAudio) {
   b.batch_frames = 8;                      // resources: the frames do not depend on them
   b.host_memory = 100;
   b.device_memory = 100;
+  b.codec = via::io::VideoCodec::FFV1;  // the output's video: segments are re-encoded from latents
+  b.pix_fmt = "yuv444p";
+  b.output_size = "1280x720";
   EXPECT_EQ(a.hash(), b.hash());
   EXPECT_EQ(a.first_difference(b), "");
   b.group_size = 6;
@@ -132,6 +138,16 @@ TEST(Settings, ValidationNamesTheBadSetting) {
   } catch (const SettingsError& e) {
     EXPECT_NE(std::string(e.what()).find("--instruction"), std::string::npos);
   }
+  s = valid();
+  s.output = "edited.webm";
+  s.codec = via::io::VideoCodec::ProRes;  // WebM holds VP9 only
+  EXPECT_THROW(s.validate(), SettingsError);
+  s = valid();
+  s.pix_fmt = "rgb24";
+  EXPECT_THROW(s.validate(), SettingsError);
+  s = valid();
+  s.output_size = "large";
+  EXPECT_THROW(s.validate(), SettingsError);
   s = valid();
   s.long_side = 500;  // not a multiple of 8
   EXPECT_THROW(s.validate(), SettingsError);
