@@ -40,6 +40,11 @@ nlohmann::json to_json(const io::VideoInfo& info) {
            {{"stream_index", info.stream_index},
             {"codec", info.codec},
             {"pixel_format", info.pixel_format},
+            // The colour description the stream declares ("" where it says nothing).
+            {"color_primaries", info.color.primaries},
+            {"color_transfer", info.color.transfer},
+            {"color_space", info.color.matrix},
+            {"color_range", info.color.range},
             {"width", info.width},
             {"height", info.height},
             {"sample_aspect_ratio", sample_aspect_text(info)},
@@ -66,6 +71,10 @@ void print_text(const io::VideoInfo& info) {
   std::printf("container:   %s\n", info.container.c_str());
   std::printf("video:       stream %d, %s, %s, %dx%d, pixel aspect %s\n", info.stream_index, info.codec.c_str(),
               info.pixel_format.c_str(), info.width, info.height, sample_aspect_text(info).c_str());
+  const auto declared = [](const std::string& v) { return v.empty() ? "unspecified" : v.c_str(); };
+  std::printf("colour:      primaries %s, transfer %s, matrix %s, range %s%s\n", declared(info.color.primaries),
+              declared(info.color.transfer), declared(info.color.matrix), declared(info.color.range),
+              info.color.declared() ? "" : " (an output is BT.709, limited range)");
   std::printf("rotation:    %d degrees clockwise (displayed %dx%d, %s)\n", info.rotation, shown.width, shown.height,
               aspect_text(shown).c_str());
   if (info.variable_frame_rate) {

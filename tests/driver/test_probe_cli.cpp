@@ -130,5 +130,29 @@ TEST(ProbeCli, UsageErrors) {
   EXPECT_NE(help.out.find("probe"), std::string::npos) << help.out;
 }
 
+TEST(ProbeCli, SaysTheColourDescriptionASourceDeclares) {
+  TempDir dir;
+  VideoSpec spec;
+  spec.video_codec = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -color_primaries bt470bg -color_trc gamma28 "
+                     "-colorspace bt470bg -color_range tv";
+  const std::string tagged = make_video(dir, "pal.mkv", spec);
+  const RunResult text = probe("'" + tagged + "'", dir);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("colour:      primaries bt470bg, transfer bt470bg, matrix bt470bg, range tv\n"),
+            std::string::npos)
+      << text.out;
+  const nlohmann::json facts = nlohmann::json::parse(probe("--json '" + tagged + "'", dir).out);
+  EXPECT_EQ(facts["video"]["color_primaries"], "bt470bg");
+  EXPECT_EQ(facts["video"]["color_space"], "bt470bg");
+  EXPECT_EQ(facts["video"]["color_range"], "tv");
+
+  const std::string plain = make_video(dir, "plain.mp4", VideoSpec{});
+  const RunResult untagged = probe("'" + plain + "'", dir);
+  EXPECT_NE(untagged.out.find("colour:      primaries unspecified, transfer unspecified, matrix unspecified, range "
+                              "unspecified (an output is BT.709, limited range)"),
+            std::string::npos)
+      << untagged.out;
+}
+
 }  // namespace
 }  // namespace via::test
