@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -497,7 +498,13 @@ void CheckpointWriter::commit() {
     try {
       CheckpointReader(s_->tmp).verify();
     } catch (const CheckpointError& e) {
-      throw CheckpointError(path, where + ": it does not read back (" + e.detail() + "); is the disk full?");
+      // Almost always a full file system: say so in the words every tool uses.
+      struct statvfs fs {};
+      const bool full = ::statvfs(parent_directory(path).c_str(), &fs) == 0 &&
+                        static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < (uint64_t{1} << 20);
+      throw CheckpointError(path, where + ": " + (full ? std::strerror(ENOSPC) + std::string(": ") : std::string()) +
+                                      "it does not read back (" + e.detail() + ")" +
+                                      (full ? "" : "; is the disk full?"));
     }
     if (::rename(s_->tmp.c_str(), path.c_str()) != 0)
       throw CheckpointError(path, "renaming " + s_->tmp + " to the final name: " + std::strerror(errno));

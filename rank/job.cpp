@@ -181,9 +181,12 @@ class RenderJob {
       log("output: " + settings_.output + ", " + output_.describe());
     }
     // A failure or stop from here on is recorded in attempts.jsonl for `via status`.
-    std::unique_ptr<LastWords> last_words;
-    if (root_)
-      last_words = std::make_unique<LastWords>([this](int signal) { record_attempt_end(dir_, Stopped(signal).what()); });
+    // Every rank says it was stopped, so `via status` can tell a rank that
+    // was killed outright (SIGKILL, out of memory) from the ones it took down.
+    const auto last_words = std::make_unique<LastWords>([this](int signal) {
+      write_rank_progress(dir_, rank_, Stopped(signal).what(), -1);
+      if (root_) record_attempt_end(dir_, Stopped(signal).what());
+    });
     try {
       load();
       adapt_and_broadcast();
@@ -191,6 +194,7 @@ class RenderJob {
       return finish();
     } catch (const Stopped& s) {
       reporter_.reset();  // its last line comes before the outcome's
+      write_rank_progress(dir_, rank_, s.what(), -1);
       if (root_) {
         record_attempt_end(dir_, s.what());
         log(std::string(s.what()) + "; finished work is kept; run the same command with --resume to continue");
@@ -357,7 +361,8 @@ class RenderJob {
       const nlohmann::json j = nlohmann::json::parse(reports[i]);
       times.push_back(StageTimes::from_json(j["times"]));
       const Outcome o = Outcome::from_json(j["outcome"]);
-      if (o.kind == "error") errors += (errors.empty() ? "" : "; ") + ("rank " + std::to_string(i) + ": " + o.message);
+      // one line per failing rank: a full disk fails several at once
+      if (o.kind == "error") errors += (errors.empty() ? "" : "\n") + ("rank " + std::to_string(i) + ": " + o.message);
       if (o.kind == "stopped" && !stop_signal) stop_signal = o.signal;
     }
     const DiskProgress::Counts counts = DiskProgress(dir_, plan_, key_).scan();
@@ -367,7 +372,7 @@ class RenderJob {
                                " frames are done and kept; run the same command with --resume to finish";
       if (!errors.empty()) {
         record_attempt_end(dir_, "failed", errors);
-        throw std::runtime_error(errors + " (" + done + ")");
+        throw std::runtime_error(errors + "\n" + done);
       }
       const Stopped stopped(stop_signal ? stop_signal : SIGTERM);
       record_attempt_end(dir_, stopped.what());

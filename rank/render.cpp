@@ -251,8 +251,8 @@ void Renderer::adapt() {
   if (swap.mode == adapt::AttentionMode::Own) return;
   // Checksums are checked as the steps are read (a group can be many GiB):
   // a failure part-way drops what was read and gathers again.
-  std::string problem = artifact_problem(dir_.group(), key_, io::Verify::Structure);
-  if (problem.empty()) problem = group_file_problem(dir_.group());
+  std::string problem = group_file_problem(dir_.group());
+  if (problem.empty()) problem = artifact_problem(dir_.group(), key_, io::Verify::Structure);
   if (problem.empty()) {
     try {
       StageTimer timer(times_, Stage::Checkpoint);
@@ -354,8 +354,8 @@ void Renderer::load_adaptation() {
   if (settings_.finetune != adapt::FinetuneMode::Off) load_adapter();
   if (settings_.attention != adapt::AttentionMode::Own) {
     StageTimer timer(times_, Stage::Checkpoint);
-    std::string problem = artifact_problem(dir_.group(), key_, io::Verify::Structure);
-    if (problem.empty()) problem = group_file_problem(dir_.group());
+    std::string problem = group_file_problem(dir_.group());
+    if (problem.empty()) problem = artifact_problem(dir_.group(), key_, io::Verify::Structure);
     if (!problem.empty())
       throw std::runtime_error(dir_.group() + ": " + problem + " (via render --resume gathers it again)");
     load_group(dir_.group(), group_);

@@ -75,6 +75,25 @@ nlohmann::json workdir_status(const WorkDir& dir) {
   else if (!last_end.is_object()) state = "stopped without a record (killed?)";
   else if (last_end.value("result", "") != "finished") state = last_end.value("result", "stopped");
   else state = all_done ? "finished" : "finished once, but chunks have since been removed";
+  // A rank that ended without a stop record while the others were stopped
+  // was killed outright: its last stage is all it left.
+  if (!running && state.rfind("stopped", 0) == 0) {
+    std::string killed;
+    for (const auto& r : read_rank_progress(dir)) {
+      const std::string stage = r.value("stage", "");
+      if (stage == "done" || stage.rfind("stopped", 0) == 0) continue;
+      killed += (killed.empty() ? "" : ", ") + ("rank " + std::to_string(r.value("rank", 0)) + " (pid " +
+                                                std::to_string(r.value("pid", int64_t{0})) + " on " +
+                                                r.value("host", "?") + ", " + stage +
+                                                (r.value("chunk", int64_t{-1}) >= 0
+                                                     ? " chunk " + std::to_string(r.value("chunk", int64_t{0}))
+                                                     : std::string()) +
+                                                ")");
+    }
+    if (!killed.empty())
+      state = "killed: " + killed + " ended without a stop record (SIGKILL or out of memory?)" +
+              (state == "stopped without a record (killed?)" ? "" : "; the others were " + state);
+  }
   s["state"] = state;
   if (!last_end.is_null() && last_end.contains("message")) s["message"] = last_end["message"];
   s["ranks"] = running ? read_rank_progress(dir) : nlohmann::json::array();

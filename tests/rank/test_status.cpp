@@ -2,6 +2,7 @@
 // the state every kind of ending leaves, without a render.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "rank/attempts.h"
@@ -16,8 +17,12 @@ class Status : public ::testing::Test {
  protected:
   void SetUp() override {
     via::rank::RenderSettings s;
+    // what the work directory records of them: any bytes will do
     s.input = dir_.file("in.mp4");
-    s.model = "model";
+    s.model = dir_.file("model");
+    std::ofstream(s.input) << "video";
+    std::filesystem::create_directories(s.model);
+    std::ofstream(s.model + "/weights") << "weights";
     s.instruction = "make it a pencil sketch";
     s.output = dir_.file("out.mp4");
     via::rank::prepare_workdir(work_, s, false);
