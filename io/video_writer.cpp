@@ -216,6 +216,9 @@ class VideoWriter::Impl {
     frame_->format = enc->pix_fmt;
     frame_->width = enc->width;
     frame_->height = enc->height;
+    // The frame's own description too: ProRes writes the frame's into each frame header.
+    frame_->color_primaries = enc->color_primaries;
+    frame_->color_trc = enc->color_trc;
     frame_->colorspace = enc->colorspace;
     frame_->color_range = enc->color_range;
     VIA_AV_CHECK(av_frame_get_buffer(frame_.get(), 0), "cannot allocate a frame for", path_);

@@ -109,7 +109,8 @@ struct RenderSettings {
   /// Sets the setting `key` from its JSON value (a name for an enumerated
   /// setting); throws SettingsError naming the flag when it is not one.
   void set(const std::string& key, const nlohmann::json& value);
-  /// The hashed settings (all but `output`, `audio` and the resources) and their hash (16 hex digits).
+  /// The hashed settings (all but the output's file, audio, codec, pixel format
+  /// and size, and the resources) and their hash (16 hex digits).
   nlohmann::json hashed() const;
   std::string hash() const;
   /// The first hashed setting that differs from `other`'s, or "" when equal.
@@ -131,7 +132,7 @@ struct SettingField {
   std::string group;  // the help section
   std::string help;
   bool required = false;  // on the command line
-  bool hashed = true;     // all but output, audio and the resources: they change no computed frame
+  bool hashed = true;     // all but the output's file, audio, video format, size and the resources: no latent changes
   Binding binding;
   std::function<nlohmann::json(const RenderSettings&)> get;
   /// Throws SettingsError naming the flag for a value of the wrong type or name.

@@ -1,5 +1,5 @@
 // `via render`'s output video end to end (env VIA_BIN, the tiny reference
-// model): --codec and --pix-fmt (10-bit HEVC that holds 10 bits, FFV1),
+// model): --codec and --pix-fmt (10-bit HEVC that holds 10 bits, FFV1, ProRes),
 // --output-size source with a mask (the source's own pixels outside it), the
 // source's colour description kept, segments of another format re-encoded
 // from their latents on a resume, and impossible combinations refused in one
@@ -54,7 +54,7 @@ nlohmann::json video_stream(const std::string& path, const TempDir& dir) {
 
 int lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
 
-TEST(RenderFormats, TenBitHevcThenFfv1FromTheSameLatents) {
+TEST(RenderFormats, TenBitHevcThenFfv1AndProResFromTheSameLatents) {
   TempDir dir;
   const std::string source =
       make_source(dir, "-color_primaries bt470bg -color_trc gamma28 -colorspace bt470bg -color_range tv");
@@ -100,6 +100,18 @@ TEST(RenderFormats, TenBitHevcThenFfv1FromTheSameLatents) {
   EXPECT_EQ(f["nb_read_frames"], "8");
   EXPECT_EQ(f["color_space"], "bt470bg");
   EXPECT_EQ(f["color_range"], "tv") << "kept through the QuickTime segments";
+
+  // And ProRes (422 HQ, 10-bit by default) in a .mov.
+  const std::string prores = dir.file("edited.mov");
+  const RunResult third = run(render(source, prores, work, "--codec prores --crf 4 --resume"), dir);
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find("nothing was denoised"), std::string::npos) << third.err;
+  const nlohmann::json p = video_stream(prores, dir);
+  EXPECT_EQ(p["codec_name"], "prores");
+  EXPECT_EQ(p["profile"], "HQ");
+  EXPECT_EQ(p["pix_fmt"], "yuv422p10le");
+  EXPECT_EQ(p["nb_read_frames"], "8");
+  EXPECT_EQ(p["color_primaries"], "bt470bg");
 }
 
 TEST(RenderFormats, SourceSizeWithAMaskKeepsTheSourcesPixelsOutsideIt) {
