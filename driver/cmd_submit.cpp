@@ -93,7 +93,13 @@ void check_render(const RenderCommand& cmd, const std::string& where) {
   }
   const rank::WorkDir dir{cmd.workdir};
   rank::RenderSettings existing;
-  if (rank::read_settings(dir, &existing)) {
+  bool has_settings = false;
+  try {
+    has_settings = rank::read_settings(dir, &existing);
+  } catch (const rank::WorkDirError&) {
+    // damaged: the render moves it aside and keeps what carries its key
+  }
+  if (has_settings) {
     const std::string other = rank::other_settings_message(dir, existing, s);
     if (!other.empty()) throw UsageError(where + other + "; use the same settings, or choose another --workdir");
   }

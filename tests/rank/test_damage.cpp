@@ -15,28 +15,20 @@
 #include <sstream>
 
 #include "io/checkpoint.h"
-#include "io/video_reader.h"
 #include "tests/io/test_video_util.h"
+#include "tests/support/render_util.h"
 
 namespace fs = std::filesystem;
+using via::test::decoded_frames;
+using via::test::env;
 using via::test::TempDir;
 
 namespace {
 
-std::string env(const char* name) { return std::getenv(name) ? std::getenv(name) : ""; }
 std::string tiny_model() { return env("VIA_SOURCE_DIR") + "/tests/reference/data/tiny_ip2p"; }
 
 // 8 frames in 4 chunks of 2.
-constexpr int kLastChunk = 3;
 const char* const kPartialFrame = "frames/chunk_000003/frame_000006.h5";
-
-std::vector<std::vector<uint8_t>> decoded_frames(const std::string& path) {
-  via::io::VideoReader reader(path);
-  std::vector<std::vector<uint8_t>> frames;
-  const int64_t n = via::io::probe_video(path).frame_count;
-  for (int64_t i = 0; i < n; ++i) frames.push_back(reader.read_frame(i).image.data);
-  return frames;
-}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;

@@ -16,13 +16,15 @@
 #include "io/video_reader.h"
 #include "rank/workdir.h"
 #include "tests/io/test_video_util.h"
+#include "tests/support/render_util.h"
 
 namespace fs = std::filesystem;
+using via::test::decoded_frames;
+using via::test::env;
 using via::test::TempDir;
 
 namespace {
 
-std::string env(const char* name) { return std::getenv(name) ? std::getenv(name) : ""; }
 std::string replaced(std::string s, const std::string& from, const std::string& to) {
   const size_t at = s.find(from);
   if (at == std::string::npos) throw std::logic_error("no " + from + " in " + s);
@@ -32,15 +34,6 @@ std::string tiny_model() { return env("VIA_SOURCE_DIR") + "/tests/reference/data
 
 constexpr int64_t kFrames = 24;  // of the input
 constexpr int64_t kChunks = 12;  // of 2 frames
-
-// Every frame of a video as RGB bytes: the output compared bit for bit.
-std::vector<std::vector<uint8_t>> decoded_frames(const std::string& path) {
-  via::io::VideoReader reader(path);
-  std::vector<std::vector<uint8_t>> frames;
-  const int64_t n = via::io::probe_video(path).frame_count;
-  for (int64_t i = 0; i < n; ++i) frames.push_back(reader.read_frame(i).image.data);
-  return frames;
-}
 
 class Job : public ::testing::Test {
  protected:
