@@ -2,6 +2,11 @@
 
 #include <ATen/ops/cat.h>
 #include <c10/util/Exception.h>
+#ifdef VIA_TORCH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <algorithm>
 #include <set>
@@ -37,6 +42,64 @@ at::Tensor repeated(const at::Tensor& stored, int64_t copies, const at::Tensor& 
 }
 
 }  // namespace
+
+// The next step's entries, copied to a CUDA device on a side stream while the
+// current step computes (get_on()). Written against libtorch 2.x's CUDA API
+// and compiled by scripts/check-torch2.sh; it has never run on a GPU (none
+// here): scripts/gpu-check.sh's "swapped UNet step" rows measure it.
+#ifdef VIA_TORCH_CUDA
+struct AttentionGroup::Prefetch {
+  int64_t step = kCrossStep;
+  std::map<Key, std::pair<at::Tensor, at::Tensor>> device, host;
+  at::cuda::CUDAEvent copied;  // recorded on the side stream after the last copy
+  // The host tensors are the copies' sources: they go only once the copies are done.
+  ~Prefetch() {
+    try {
+      copied.synchronize();
+    } catch (...) {  // a failed CUDA call was reported where it happened
+    }
+  }
+};
+
+void AttentionGroup::next_step_on_cuda(int64_t step, int64_t next_step) const {
+  DeviceCache& c = cache_;
+  const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(c.device.index());
+  if (c.next && c.next->step == step) {
+    c.next->copied.block(compute);  // the compute stream waits for the copy; the host does not
+    for (auto& [key, kv] : c.next->device) {
+      // Allocated on the side stream: not reused before this stream is done with them.
+      kv.first.record_stream(compute);
+      kv.second.record_stream(compute);
+      c.entries.emplace(key, kv);
+    }
+    c.next->device.clear();  // c.entries owns them now: the step after drops them
+    c.taken = std::move(c.next);
+  } else if (c.next) {  // another step came: the prefetch was for nothing
+    for (const auto& [key, kv] : c.next->device) c.bytes -= nbytes(kv.first) + nbytes(kv.second);
+    c.next.reset();
+  }
+  if (next_step == step || next_step == kCrossStep) return;
+  auto p = std::make_shared<Prefetch>();
+  p->step = next_step;
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, c.device.index());
+  c10::cuda::CUDAStreamGuard on_side(side);
+  for (const auto& [key, e] : entries_) {
+    (void)e;
+    if (key.second != next_step) continue;
+    const auto [k, v] = get(key.first, key.second);
+    std::pair<at::Tensor, at::Tensor> kv{k.to(c.device, k.scalar_type(), true), v.to(c.device, v.scalar_type(), true)};
+    c.bytes += nbytes(kv.first) + nbytes(kv.second);
+    p->device.emplace(key, std::move(kv));
+    p->host.emplace(key, std::make_pair(k, v));
+  }
+  if (p->device.empty()) return;
+  p->copied.record(side);
+  c.peak = std::max(c.peak, c.bytes);
+  c.next = std::move(p);
+}
+#else
+struct AttentionGroup::Prefetch {};
+#endif
 
 AttentionGroup::Entry& AttentionGroup::find(const std::string& layer, int64_t step) const {
   auto it = entries_.find({layer, step});
@@ -160,10 +223,12 @@ int64_t AttentionGroup::bytes() const {
 }
 
 std::pair<at::Tensor, at::Tensor> AttentionGroup::get_on(const std::string& layer, int64_t step,
-                                                         const c10::Device& device) const {
+                                                         const c10::Device& device, int64_t next_step) const {
   DeviceCache& c = cache_;
   if (c.device != device) {
     c.entries.clear();
+    c.next.reset();
+    c.taken.reset();
     c.bytes = 0;
     c.device = device;
   }
@@ -180,6 +245,12 @@ std::pair<at::Tensor, at::Tensor> AttentionGroup::get_on(const std::string& laye
       it = c.entries.erase(it);
     }
     c.step = step;
+#ifdef VIA_TORCH_CUDA
+    if (pinned_ && prefetch_ && device.is_cuda()) {
+      next_step_on_cuda(step, next_step);
+      if (auto it = c.entries.find(key); it != c.entries.end()) return it->second;  // prefetched
+    }
+#endif
   }
   const auto [k, v] = get(layer, step);
   // From page-locked memory the copy is queued without waiting for it.
@@ -240,7 +311,9 @@ std::pair<at::Tensor, at::Tensor> SwapControl::keys_values(const model::Attentio
     gk = repeated(ck, group_.key_frames(), k);
     gv = repeated(cv, group_.key_frames(), v);
   } else {
-    std::tie(gk, gv) = group_.get_on(site.layer, step, k.device());
+    // The next call's step: this frame's next swapped step, after the last one the next frame's first.
+    const int64_t next = step + 1 < swap_steps_ ? step + 1 : 0;
+    std::tie(gk, gv) = group_.get_on(site.layer, step, k.device(), next);
     gk = match_rows(gk.to(k.scalar_type()), k.size(0));
     gv = match_rows(gv.to(v.scalar_type()), v.size(0));
   }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,7 +80,8 @@ class AttentionGroup {
   static constexpr at::ScalarType kStorageType = at::kHalf;
 
   /// How get_on() keeps entries on a device: one step at a time (the step
-  /// in use, and the cross-attention entries), or all of them once copied.
+  /// in use, the next one while it is prefetched on a CUDA device, and the
+  /// cross-attention entries), or all of them once copied.
   enum class DeviceResidency { Step, Whole };
   void set_device_residency(DeviceResidency r) { residency_ = r; }
   DeviceResidency device_residency() const { return residency_; }
@@ -87,10 +89,18 @@ class AttentionGroup {
   /// CUDA device do not stall the host (needs a CUDA build; call before
   /// entries are added).
   void set_pinned(bool pinned) { pinned_ = pinned; }
+  /// Off: get_on() copies each step when it is needed, as on the CPU (to
+  /// measure the prefetch: bench/gpu_check.cpp).
+  void set_prefetch(bool prefetch) { prefetch_ = prefetch; }
   /// get() on `device`: with residency Step, the first call for a step
   /// copies that step's entries there (non-blocking from pinned memory) and
   /// drops the previous step's; the cross-attention entries stay.
-  std::pair<at::Tensor, at::Tensor> get_on(const std::string& layer, int64_t step, const c10::Device& device) const;
+  /// On a CUDA device with pinned entries (a CUDA build), that first call
+  /// also starts copying `next_step`'s entries on a side stream, so the copy
+  /// overlaps this step's compute; the device then holds up to two steps.
+  /// On the CPU `next_step` is not used.
+  std::pair<at::Tensor, at::Tensor> get_on(const std::string& layer, int64_t step, const c10::Device& device,
+                                           int64_t next_step = kCrossStep) const;
   /// Bytes get_on() holds on its device now, and at most so far.
   int64_t device_bytes() const { return cache_.bytes; }
   int64_t peak_device_bytes() const { return cache_.peak; }
@@ -106,13 +116,16 @@ class AttentionGroup {
   mutable std::map<Key, Entry> entries_;  // mutable: get() concatenates lazily
   int64_t key_frames_ = 0;
   DeviceResidency residency_ = DeviceResidency::Step;
-  bool pinned_ = false;
+  bool pinned_ = false, prefetch_ = true;
+  struct Prefetch;  // a step's copy in flight on a side stream (CUDA builds; attention_group.cpp)
   struct DeviceCache {
     c10::Device device = c10::Device(c10::kCPU);
     int64_t step = kCrossStep - 1;  // the step held (none yet)
     std::map<Key, std::pair<at::Tensor, at::Tensor>> entries;
-    int64_t bytes = 0, peak = 0;
+    int64_t bytes = 0, peak = 0;  // prefetched entries included
+    std::shared_ptr<Prefetch> next, taken;  // the next step's copy; the current step's, until it is done
   };
+  void next_step_on_cuda(int64_t step, int64_t next_step) const;
   mutable DeviceCache cache_;
 };
 
@@ -140,7 +153,8 @@ class GatherControl : public model::AttentionControl {
 /// queries to the group's K/V instead of its own, for steps < swap_steps
 /// (cross-attention: key_frames() copies of the layer's one entry). The
 /// group's entries come through AttentionGroup::get_on(), on the device of
-/// the frame's K/V, one step at a time.
+/// the frame's K/V, one step at a time; each call names the step after its
+/// own, so that a CUDA device gets that one copied while this one computes.
 /// With `include_own` the frame's own K/V are appended to the group's: that is
 /// the anchor mode (cross-frame attention to the key frames plus itself, as
 /// in Fairy).

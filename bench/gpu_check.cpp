@@ -16,7 +16,8 @@
 // CPU, LoRA fine-tuning lowers the loss, a device tensor through the
 // single-process communicator. Speed (random weights in the published
 // configs, tests/reference/data/full_size): the UNet's 3-branch step with
-// own attention and with a 4-frame group swapped in, VAE encode and decode,
+// own attention and with a 4-frame group swapped in (held whole; copied per
+// step, with and without the next step prefetched), VAE encode and decode,
 // frames per second of whole renders, peak device memory.
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -472,6 +473,39 @@ void speed(const Options& o, const c10::Device& dev, Report& report) {
     row("UNet step, 3 branches, " + px + ", swap of a " + std::to_string(o.group) + "-frame group",
         {{"seconds", t.best}, {"median", t.median},
          {"group_step_gib", static_cast<double>(group.bytes()) / (1 << 30)}});
+  }
+  // A group the GPU holds step by step (pinned, as a render on a GPU keeps
+  // it): each timed call is two UNet steps, each needing a step the device
+  // does not hold, copied when needed or prefetched on a side stream while
+  // the step before computes (AttentionGroup::get_on). Per UNet step.
+  const std::string per_step =
+      "UNet step, 3 branches, " + px + ", " + std::to_string(o.group) + "-frame group copied per step, ";
+  if (dev.is_cuda()) {
+    adapt::SwapSettings two;
+    two.denoise = edit_settings(2);
+    two.swap_steps = 2;
+    const adapt::AttentionGroup gathered = adapt::gather_group(m, keys, key_frames, text, two);
+    for (const bool prefetch : {false, true}) {
+      adapt::AttentionGroup group;
+      group.set_pinned(true);
+      group.add_named(gathered.to_named());
+      group.set_key_frames(gathered.key_frames());
+      group.set_prefetch(prefetch);
+      adapt::SwapControl swap(group, 2, adapt::LayerSet::Both);
+      reset_peak(dev);
+      t = bench::timed(
+          [&] {
+            for (const int64_t step : {0, 1}) m.unet()->forward(lat, 500.0, emb, {&swap, step, branches});
+          },
+          o.reps, o.warmup, dev);
+      row(per_step + (prefetch ? "next step prefetched" : "copied when needed"),
+          {{"seconds", t.best / 2}, {"median", t.median / 2},
+           {"group_step_gib", static_cast<double>(group.step_bytes(0)) / (1 << 30)},
+           {"group_on_device_gib", static_cast<double>(group.peak_device_bytes()) / (1 << 30)}});
+    }
+  } else {
+    report.add({{"section", "speed"}, {"name", per_step + "with and without prefetch"},
+                {"status", "needs-gpu"}, {"device", "cuda"}});
   }
 
   const at::Tensor image = scene(s, 0).to(dev);

@@ -98,7 +98,7 @@ MemoryPlan plan_memory(const PlanInputs& in, const RenderSettings& settings) {
   const MemoryLimits& lim = in.limits;
   const bool device_known = !lim.device_is_host && lim.device >= 0;
   // The whole group stays on the device when it takes at most half of it
-  // with one frame's activations; otherwise one step at a time.
+  // with one frame's activations; otherwise two steps at a time.
   plan.whole_on_device =
       device_known && static_cast<double>(plan.group_bytes() + plan.frame_bytes) <= lim.device / 2;
   if (settings.batch_frames > 0) {
@@ -128,7 +128,7 @@ std::string MemoryPlan::summary() const {
     s += ", the model runs in host memory";
   } else {
     s += ", device " + size_text(static_cast<double>(device_bytes())) + limit(limits.device, limits.device_source) +
-         (whole_on_device ? " with the whole group there" : " with one step's group at a time");
+         (whole_on_device ? " with the whole group there" : " with two steps' group at a time");
   }
   s += "; " + std::to_string(batch_frames) + " frame" + (batch_frames == 1 ? "" : "s") + " per UNet call";
   return s;

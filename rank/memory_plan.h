@@ -59,7 +59,12 @@ struct MemoryPlan {
   int64_t host_bytes() const { return group_bytes() + step_bytes; }
   /// Per rank on the device beyond the model's weights: the group's resident
   /// part and the batch's activations (0 on the CPU: the host holds it).
-  int64_t device_group_bytes() const { return whole_on_device ? group_bytes() : step_bytes + cross_bytes; }
+  /// A GPU holds two steps: the one in use and the next, copied while it
+  /// computes (AttentionGroup::get_on); the CPU's swap holds one.
+  int64_t device_steps() const { return limits.device_is_host || steps < 2 ? 1 : 2; }
+  int64_t device_group_bytes() const {
+    return whole_on_device ? group_bytes() : device_steps() * step_bytes + cross_bytes;
+  }
   int64_t device_bytes() const {
     return limits.device_is_host ? 0 : device_group_bytes() + batch_frames * frame_bytes;
   }
