@@ -51,16 +51,18 @@ struct FreeSpace {
 /// statvfs of `dir`, or of its nearest existing parent (a work directory not made yet).
 FreeSpace free_space(const std::string& dir);
 
-/// The estimate in a line ("disk: the work directory W needs about ...").
+/// The estimate in a line ("disk: the work directory W takes about ...").
 /// Throws SettingsError (one line naming the directory, the need and the free
 /// space) when the work directory's or the output's file system, or their
-/// shared one, cannot hold what it needs.
-std::string check_disk(const DiskNeed& need, const FreeSpace& workdir, const FreeSpace& output);
+/// shared one, cannot hold what it needs; with `refuse` false (--disk-check
+/// off) that line is returned instead, saying it was not enforced.
+std::string check_disk(const DiskNeed& need, const FreeSpace& workdir, const FreeSpace& output, bool refuse = true);
 
 /// The checks of the output that run before any compute: the output's plan
 /// (io::plan_output with --codec and --pix-fmt) and the disk estimate for
 /// `workdir`, kept in the plan's `disk` (its describe() says it, once every
-/// check has passed). Throws io::VideoError or SettingsError.
+/// check has passed). Throws io::VideoError or SettingsError (a disk too
+/// small, unless settings.disk_check is "off").
 io::OutputPlan plan_output_and_disk(const RenderSettings& settings, const io::VideoInfo& video,
                                     const std::string& workdir);
 

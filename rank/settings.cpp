@@ -250,6 +250,12 @@ std::vector<SettingField> make_table() {
       unhashed(member("device_memory", resources, &S::device_memory,
                       "device memory a rank may use, MiB, for the memory plan (0: the device's free memory)",
                       [](const S& s) { require(s.device_memory >= 0, "--device-memory must not be negative"); })),
+      unhashed(member("disk_check", resources, &S::disk_check,
+                      "on: refuse, before any compute, a render whose disk estimate does not fit the free space; "
+                      "off: only say the estimate (a file system whose free space statvfs does not tell)",
+                      [](const S& s) {
+                        require(s.disk_check == "on" || s.disk_check == "off", "--disk-check must be on or off");
+                      })),
   };
 }
 

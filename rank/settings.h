@@ -95,6 +95,7 @@ struct RenderSettings {
   int64_t batch_frames = 0;  // frames per UNet call; 0: auto (1 on the CPU, from free memory on a GPU)
   double host_memory = 0;    // MiB a rank may use in host memory; 0: the free memory shared among the node's ranks
   double device_memory = 0;  // MiB a rank may use on its device; 0: the device's free memory
+  std::string disk_check = "on";  // on: refuse a render whose disk estimate does not fit (rank/disk_plan.h); off: say it only
 
   /// Throws SettingsError naming the first invalid setting.
   void validate() const;

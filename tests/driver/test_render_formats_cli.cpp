@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "tests/io/test_video_util.h"
 
@@ -65,6 +66,21 @@ TEST(RenderFormats, TenBitHevcThenFfv1AndProResFromTheSameLatents) {
                        " takes about"),
             std::string::npos)
       << r.err;
+  // The disk estimate's adaptation files against the files the render wrote.
+  const std::smatch said = [&] {
+    std::smatch m;
+    std::regex_search(r.err, m, std::regex("adaptation files ([0-9.]+) (KiB|MiB)"));
+    return m;
+  }();
+  ASSERT_EQ(said.size(), 3u) << r.err;
+  const double estimate = std::stod(said[1]) * (said[2] == "MiB" ? 1 << 20 : 1 << 10);
+  double written = 0;
+  for (const char* name : {"adapter.h5", "attention_group.h5", "root_pair.h5", "candidates.png"})
+    written += static_cast<double>(fs::file_size(work + "/" + name));
+  std::printf("disk estimate of the adaptation files: %.0f bytes; written: %.0f bytes\n", estimate, written);
+  EXPECT_GT(estimate, written) << "on the safe side";
+  EXPECT_LT(estimate, 2 * written) << "but not far off";
+
   const nlohmann::json s = video_stream(hevc, dir);
   EXPECT_EQ(s["codec_name"], "hevc");
   EXPECT_EQ(s["pix_fmt"], "yuv420p10le");

@@ -60,6 +60,7 @@ RenderSettings every_field_changed() {
   s.batch_frames = 4;
   s.host_memory = 2048;
   s.device_memory = 512.5;
+  s.disk_check = "off";
   return s;
 }
 }  // namespace
@@ -120,6 +121,7 @@ TEST(Settings, HashNamesTheDifferingSettingAndIgnoresTheOutputPathAndAudio) {
   b.codec = via::io::VideoCodec::FFV1;  // the output's video: segments are re-encoded from latents
   b.pix_fmt = "yuv444p";
   b.output_size = "1280x720";
+  b.disk_check = "off";
   EXPECT_EQ(a.hash(), b.hash());
   EXPECT_EQ(a.first_difference(b), "");
   b.group_size = 6;
