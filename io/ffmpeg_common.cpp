@@ -152,6 +152,12 @@ bool is_mov_family(const AVOutputFormat* format) {
   return std::strstr(format->name, "mp4") != nullptr || std::strstr(format->name, "mov") != nullptr;
 }
 
+Image rgb48_image(uint16_t* data, int width, int height, int row_samples) {
+  Image image = rgb_image(reinterpret_cast<uint8_t*>(data), width, height, row_samples * 2);
+  image.format = AV_PIX_FMT_RGB48;  // native byte order, as Rgb48Image holds it
+  return image;
+}
+
 Image rgb_image(uint8_t* data, int width, int height, int row_bytes) {
   Image image;
   image.format = AV_PIX_FMT_RGB24;

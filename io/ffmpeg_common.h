@@ -126,6 +126,8 @@ struct Image {
 
 /// `width` x `height` of a packed RGB24 buffer (an RgbImage or a region of one).
 Image rgb_image(uint8_t* data, int width, int height, int row_bytes);
+/// The same of a packed RGB48 buffer (an Rgb48Image or a region of one).
+Image rgb48_image(uint16_t* data, int width, int height, int row_samples);
 
 /// A swscale converter that keeps its context between calls with the same
 /// geometry. Bit-exact (SWS_BITEXACT | SWS_ACCURATE_RND): the same input gives

@@ -296,10 +296,11 @@ Size display_of(Size upright, int rotation, Rational sar) {
                              : Size{upright.width, scaled(upright.height)};
 }
 
-// `image` turned clockwise by `degrees` (90, 180 or 270).
-RgbImage rotate_clockwise(const RgbImage& image, int degrees) {
+// `image` (an RgbImage or Rgb48Image) turned clockwise by `degrees` (90, 180 or 270).
+template <class Image>
+Image rotate_clockwise(const Image& image, int degrees) {
   const int w = image.width, h = image.height;
-  RgbImage out = degrees == 180 ? RgbImage(w, h) : RgbImage(h, w);
+  Image out = degrees == 180 ? Image(w, h) : Image(h, w);
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
       int ox = x, oy = y;
@@ -313,14 +314,22 @@ RgbImage rotate_clockwise(const RgbImage& image, int degrees) {
         ox = y;
         oy = w - 1 - x;
       }
-      const uint8_t* s = image.pixel(x, y);
-      uint8_t* d = out.pixel(ox, oy);
+      const auto* s = image.pixel(x, y);
+      auto* d = out.pixel(ox, oy);
       d[0] = s[0];
       d[1] = s[1];
       d[2] = s[2];
     }
   }
   return out;
+}
+
+// The rectangle `r` of `image` as one side of a swscale conversion.
+ffmpeg::Image view(RgbImage& image, const Rect& r) {
+  return ffmpeg::rgb_image(image.pixel(r.x, r.y), r.width, r.height, image.width * 3);
+}
+ffmpeg::Image view(Rgb48Image& image, const Rect& r) {
+  return ffmpeg::rgb48_image(image.pixel(r.x, r.y), r.width, r.height, image.width * 3);
 }
 
 }  // namespace
@@ -381,7 +390,12 @@ class VideoReader::Impl {
                                   : index_.pts[static_cast<size_t>(index)];
       out.seconds = index_.counting() ? index / info_.frame_rate.to_double()
                                       : (out.pts - info_.start_pts) * info_.time_base.to_double();
-      convert(frame_.get(), out.image);
+      if (options_.rgb48) {
+        out.image = RgbImage();
+        convert(frame_.get(), out.image48);
+      } else {
+        convert(frame_.get(), out.image);
+      }
       ++next_;
       return true;
     }
@@ -499,13 +513,14 @@ class VideoReader::Impl {
     return it - index_.pts.begin();
   }
 
-  // Decoded frame -> upright, resized RGB24.
-  void convert(const AVFrame* frame, RgbImage& out) {
+  // Decoded frame -> upright, resized RGB24 (RgbImage) or RGB48 (Rgb48Image).
+  template <class Image>
+  void convert(const AVFrame* frame, Image& out) {
     const Size stored{frame->width, frame->height};
     const Size upright = rotation_ % 180 == 0 ? stored : Size{stored.height, stored.width};
     // A stream may change size midway; its frames still come out at output_.
     const ResizePlan plan = upright == upright_ ? plan_ : plan_for(upright);
-    out = RgbImage(output_.width, output_.height);
+    out = Image(output_.width, output_.height);
 
     ffmpeg::Image src;
     src.format = static_cast<AVPixelFormat>(frame->format);
@@ -530,7 +545,7 @@ class VideoReader::Impl {
       std::copy(scratch_->linesize, scratch_->linesize + 4, src.linesize);
       const Rect& t = plan.target;
       try {
-        scaler_.convert(src, ffmpeg::rgb_image(out.pixel(t.x, t.y), t.width, t.height, out.width * 3), path_);
+        scaler_.convert(src, view(out, t), path_);
       } catch (...) {
         av_frame_unref(scratch_.get());
         throw;
@@ -539,22 +554,20 @@ class VideoReader::Impl {
       return;
     }
     // Rotated: convert at the stored size, turn upright, then resize.
-    RgbImage stored_rgb(stored.width, stored.height);
+    Image stored_rgb(stored.width, stored.height);
     src.width = stored.width;
     src.height = stored.height;
     std::copy(frame->data, frame->data + 4, src.data);
     std::copy(frame->linesize, frame->linesize + 4, src.linesize);
-    scaler_.convert(src, ffmpeg::rgb_image(stored_rgb.data.data(), stored.width, stored.height, stored.width * 3),
-                    path_);
-    RgbImage turned = rotate_clockwise(stored_rgb, rotation_);
+    scaler_.convert(src, view(stored_rgb, {0, 0, stored.width, stored.height}), path_);
+    Image turned = rotate_clockwise(stored_rgb, rotation_);
     if (plan.identity(upright)) {
       out = std::move(turned);
       return;
     }
     const Rect& s = plan.source;
     const Rect& t = plan.target;
-    resize_scaler_.convert(ffmpeg::rgb_image(turned.pixel(s.x, s.y), s.width, s.height, turned.width * 3),
-                           ffmpeg::rgb_image(out.pixel(t.x, t.y), t.width, t.height, out.width * 3), path_);
+    resize_scaler_.convert(view(turned, s), view(out, t), path_);
   }
 
   ReaderOptions options_;

@@ -111,6 +111,9 @@ struct ReaderOptions {
   bool apply_rotation = true;
   /// Decoder threads; 0 lets FFmpeg choose. Decoding is bit-exact for any count.
   int threads = 0;
+  /// Frames at 16 bits a sample (Frame::image48) instead of 8 (Frame::image):
+  /// a 10-bit video's full precision.
+  bool rgb48 = false;
 };
 
 /// Decodes one video stream to RGB24 frames.

@@ -89,6 +89,20 @@ struct RgbImage {
   const uint8_t* pixel(int x, int y) const { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
 };
 
+/// A packed RGB image of 16 bits a sample (R, G, B, 0..65535, native byte
+/// order): frames read at their full precision (10-bit video), for outputs of
+/// more than 8 bits.
+struct Rgb48Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint16_t> data;
+
+  Rgb48Image() = default;
+  Rgb48Image(int w, int h) : width(w), height(h), data(static_cast<size_t>(w) * h * 3, 0) {}
+  uint16_t* pixel(int x, int y) { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
+  const uint16_t* pixel(int x, int y) const { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
+};
+
 /// One decoded video frame.
 struct Frame {
   /// Position in display order, 0-based: the same index whether the frame was
@@ -99,6 +113,8 @@ struct Frame {
   /// Presentation time in seconds relative to the first frame (frame 0 is at 0).
   double seconds = 0.0;
   RgbImage image;
+  /// The frame at 16 bits a sample instead, when read with ReaderOptions::rgb48 (`image` is then empty).
+  Rgb48Image image48;
 };
 
 }  // namespace via::io

@@ -70,13 +70,42 @@ class VideoWriter::Impl {
   }
 
   void write(const RgbImage& image) {
+    check_size(image.width, image.height, image.data.size());
+    const size_t bytes = image.data.size();
+    stage(image.data.data(), bytes);
+    encode(ffmpeg::rgb_image(padded_.data(), encoded_.width, encoded_.height, image.width * 3));
+  }
+
+  void write(const Rgb48Image& image) {
+    check_size(image.width, image.height, image.data.size());
+    const size_t bytes = image.data.size() * sizeof(uint16_t);
+    stage(reinterpret_cast<const uint8_t*>(image.data.data()), bytes);
+    ffmpeg::Image src = ffmpeg::rgb_image(padded_.data(), encoded_.width, encoded_.height, image.width * 6);
+    src.format = AV_PIX_FMT_RGB48;
+    encode(src);
+  }
+
+ private:
+  void check_size(int width, int height, size_t samples) const {
     if (finished_) throw VideoError("'" + path_ + "' is already finished", path_);
-    if (image.width != size_.width || image.height != size_.height ||
-        image.data.size() != static_cast<size_t>(image.width) * image.height * 3) {
-      throw VideoError("frame of " + std::to_string(image.width) + "x" + std::to_string(image.height) + " given to '" +
-                           path_ + "', which takes " + std::to_string(size_.width) + "x" + std::to_string(size_.height),
+    if (width != size_.width || height != size_.height || samples != static_cast<size_t>(width) * height * 3) {
+      throw VideoError("frame of " + std::to_string(width) + "x" + std::to_string(height) + " given to '" + path_ +
+                           "', which takes " + std::to_string(size_.width) + "x" + std::to_string(size_.height),
                        path_);
     }
+  }
+
+  // The frame's bytes into padded_. swscale's SIMD input readers read up to
+  // 16 bytes past the last pixel (valgrind shows it); those bytes must be ours
+  // and always the same, or the bitstream depends on whatever the heap held there.
+  void stage(const uint8_t* data, size_t bytes) {
+    if (padded_.size() < bytes + kReadSlack) padded_.assign(bytes + kReadSlack, 0);
+    std::copy(data, data + bytes, padded_.begin());
+  }
+
+  // Converts `src` (the top-left even-sized part of the frame, see the class
+  // comment) into the encoder's format and sends it.
+  void encode(const ffmpeg::Image& src) {
     // The encoder may still hold a reference to the previous frame's buffers.
     VIA_AV_CHECK(av_frame_make_writable(frame_.get()), "cannot encode a frame into", part_path_);
     ffmpeg::Image dst;
@@ -87,14 +116,7 @@ class VideoWriter::Impl {
     std::copy(frame_->linesize, frame_->linesize + 4, dst.linesize);
     dst.colorspace = encoder_->colorspace;
     dst.full_range = encoder_->color_range == AVCOL_RANGE_JPEG;
-    // The top-left even-sized part of the frame (see the class comment).
-    // swscale's SIMD input readers read up to 16 bytes past the last pixel
-    // (valgrind shows it); those bytes must be ours and always the same, or the
-    // bitstream depends on whatever the heap held there.
-    const size_t bytes = image.data.size();
-    if (padded_.size() < bytes + kReadSlack) padded_.assign(bytes + kReadSlack, 0);
-    std::copy(image.data.begin(), image.data.end(), padded_.begin());
-    scaler_.convert(ffmpeg::rgb_image(padded_.data(), encoded_.width, encoded_.height, image.width * 3), dst, path_);
+    scaler_.convert(src, dst, path_);
     if (options_.times.empty()) {
       frame_->pts = options_.first_frame + written_;
     } else if (written_ < options_.times.size()) {
@@ -109,6 +131,7 @@ class VideoWriter::Impl {
     drain();
   }
 
+ public:
   void finish() {
     if (finished_) return;
     if (written_ == 0) throw VideoError("no frames were written to '" + path_ + "'", path_);
@@ -305,6 +328,7 @@ VideoWriter::VideoWriter(VideoWriter&&) noexcept = default;
 VideoWriter& VideoWriter::operator=(VideoWriter&&) noexcept = default;
 
 void VideoWriter::write(const RgbImage& image) { impl_->write(image); }
+void VideoWriter::write(const Rgb48Image& image) { impl_->write(image); }
 void VideoWriter::finish() { impl_->finish(); }
 const std::string& VideoWriter::path() const { return impl_->path(); }
 Size VideoWriter::frame_size() const { return impl_->frame_size(); }

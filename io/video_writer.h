@@ -82,6 +82,8 @@ class VideoWriter {
 
   /// Appends one frame; its size must be the size given to the constructor.
   void write(const RgbImage& image);
+  /// The same at 16 bits a sample, for outputs of more than 8 bits whose frames have them.
+  void write(const Rgb48Image& image);
   void write(const Frame& frame) { write(frame.image); }
   /// Flushes the encoder, completes the file and moves it to its name.
   /// Writing no frame at all is an error (an empty video is not a video).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "io/mask_source.h"
 #include "io/output_format.h"
@@ -47,7 +48,11 @@ OutputFrames::OutputFrames(const RenderSettings& settings, const io::VideoInfo& 
                            const io::ResizePlan& model_plan)
     : size_(output_frame_size(settings, video, model_size)), model_target_(model_plan.target) {
   if (size_ == model_size) return;  // the edited frames as they are
-  source_ = std::make_unique<io::VideoReader>(settings.input, io::ReaderOptions{size_, settings.resize});
+  const io::VideoFormat format = io::resolve_video_format(settings.output, settings.codec, settings.pix_fmt);
+  deep_ = format.pixel_format.find("p10") != std::string::npos;  // yuv4xxp10le
+  io::ReaderOptions read{size_, settings.resize};
+  read.rgb48 = deep_;
+  source_ = std::make_unique<io::VideoReader>(settings.input, read);
   if (!settings.mask.empty()) {
     mask_ = std::make_unique<io::MaskSource>(settings.mask, size_, settings.resize, video.upright_size(),
                                              video.display_size());
@@ -67,34 +72,44 @@ OutputFrames::OutputFrames(const RenderSettings& settings, const io::VideoInfo& 
 
 OutputFrames::~OutputFrames() = default;
 
-io::RgbImage OutputFrames::frame(int64_t index, io::RgbImage edit) {
-  if (!source_) return edit;
-  io::RgbImage out = source_->read_frame(index).image;
+void OutputFrames::write(io::VideoWriter& segment, int64_t index, const io::RgbImage& edit) {
+  if (!source_) return segment.write(edit);
+  io::Frame source = source_->read_frame(index);
+  if (deep_) {
+    composite(source.image48, index, edit);
+    segment.write(source.image48);
+  } else {
+    composite(source.image, index, edit);
+    segment.write(source.image);
+  }
+}
+
+// `out` (the source frame at the output size, 8 or 16 bits a sample) with the
+// edit scaled into edit_area_, weighted by the mask where there is one.
+template <class Image>
+void OutputFrames::composite(Image& out, int64_t index, const io::RgbImage& edit) {
   const io::Rect& a = edit_area_;
-  if (a.width < 1 || a.height < 1) return out;
+  if (a.width < 1 || a.height < 1) return;
   const io::ResizePlan up{{a.width, a.height}, model_target_, {0, 0, a.width, a.height}};
   const io::RgbImage scaled = io::resize_rgb(edit, up);
+  constexpr float kScale = sizeof(*out.pixel(0, 0)) == 2 ? 257.0f : 1.0f;  // 8 bits to the image's
   at::Tensor mask;
   const float* m = nullptr;
   if (mask_) {
     mask = mask_->mask(index).contiguous();
     m = mask.data_ptr<float>();
   }
+  using Sample = std::remove_reference_t<decltype(*out.pixel(0, 0))>;
   const int ys = std::max(0, a.y), ye = std::min(out.height, a.y + a.height);
   const int xs = std::max(0, a.x), xe = std::min(out.width, a.x + a.width);
   for (int y = ys; y < ye; ++y) {
     for (int x = xs; x < xe; ++x) {
       const uint8_t* e = scaled.pixel(x - a.x, y - a.y);
-      uint8_t* o = out.pixel(x, y);
-      if (m == nullptr) {
-        std::copy(e, e + 3, o);
-        continue;
-      }
-      const float w = m[static_cast<size_t>(y) * out.width + x];
-      for (int c = 0; c < 3; ++c) o[c] = static_cast<uint8_t>(std::lround(w * e[c] + (1.0f - w) * o[c]));
+      Sample* o = out.pixel(x, y);
+      const float w = m == nullptr ? 1.0f : m[static_cast<size_t>(y) * out.width + x];
+      for (int c = 0; c < 3; ++c) o[c] = static_cast<Sample>(std::lround(w * kScale * e[c] + (1.0f - w) * o[c]));
     }
   }
-  return out;
 }
 
 }  // namespace via::rank

@@ -49,15 +49,22 @@ class OutputFrames {
   OutputFrames& operator=(const OutputFrames&) = delete;
 
   io::Size size() const { return size_; }
-  /// Output frame `index` from `edit`, that frame's edit at the model size.
-  io::RgbImage frame(int64_t index, io::RgbImage edit);
+  /// Writes output frame `index`, made from `edit` (that frame's edit at the
+  /// model size), to `segment`. For an output of more than 8 bits the source
+  /// frame is read and written at 16 bits a sample, so a 10-bit source's
+  /// background keeps its 10 bits (the edit itself is 8-bit, as decoded).
+  void write(io::VideoWriter& segment, int64_t index, const io::RgbImage& edit);
 
  private:
+  template <class Image>
+  void composite(Image& out, int64_t index, const io::RgbImage& edit);
+
   io::Size size_;
   io::Rect edit_area_;  // where the model's picture (model_plan.target) lies in an output frame
   io::Rect model_target_;
   std::unique_ptr<io::VideoReader> source_;  // the source at the output size; null at the model size
   std::unique_ptr<io::MaskSource> mask_;     // at the output size; null without --mask
+  bool deep_ = false;                        // the source read at 16 bits a sample
 };
 
 }  // namespace via::rank

@@ -421,7 +421,7 @@ void Renderer::write_segment(int64_t chunk, const std::vector<at::Tensor>& laten
       rgb = decode_frame(z);
     }
     StageTimer timer(times_, Stage::Encode);
-    segment.write(output_frames_->frame(frame++, io::tensor_to_image(rgb)));
+    output_frames_->write(segment, frame++, io::tensor_to_image(rgb));
   }
   StageTimer timer(times_, Stage::Encode);
   segment.finish();

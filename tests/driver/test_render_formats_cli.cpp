@@ -186,6 +186,59 @@ TEST(RenderFormats, SourceSizeWithAMaskKeepsTheSourcesPixelsOutsideIt) {
   EXPECT_EQ(ws["nb_read_frames"], "8");
 }
 
+TEST(RenderFormats, ATenBitSourcesBackgroundKeepsItsTenBits) {
+  TempDir dir;
+  // A smooth 10-bit ramp (every luma code, in gamut), stored losslessly.
+  const std::string source = dir.file("source10.mkv");
+  ffmpeg("-f lavfi -i \"nullsrc=s=320x180:r=10,format=yuv420p10le,geq=lum='100+X*2+Y/2':cb='512+(X-160)/8':"
+         "cr='512+(Y-90)/8'\" -t 0.4 -c:v ffv1 -color_primaries bt709 -color_trc bt709 -colorspace bt709 "
+         "-color_range tv '" + source + "'",
+         dir);
+  const std::string mask = dir.file("mask.png");
+  ffmpeg("-f lavfi -i color=black:size=320x180,drawbox=x=100:y=50:w=120:h=80:color=white:t=fill -frames:v 1 '" +
+             mask + "'",
+         dir);
+  const std::string output = dir.file("edited.mkv");
+  const RunResult r = run(render(source, output, dir.file("w"), "--mask '" + mask + "' --output-size source "
+                                                                "--codec ffv1 --pix-fmt yuv420p10le"),
+                          dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto luma = [&](const std::string& path) {
+    const std::string raw = dir.file("luma.raw");
+    ffmpeg("-i '" + path + "' -f rawvideo -pix_fmt yuv420p10le '" + raw + "'", dir);
+    const std::string bytes = read_file(raw);
+    std::vector<std::vector<int>> frames;
+    const size_t frame_bytes = 320 * 180 * 3;  // 4:2:0 at 2 bytes a sample
+    for (size_t at = 0; at + frame_bytes <= bytes.size(); at += frame_bytes) {
+      std::vector<int> y(320 * 180);
+      for (size_t i = 0; i < y.size(); ++i)
+        y[i] = static_cast<uint8_t>(bytes[at + 2 * i]) | static_cast<uint8_t>(bytes[at + 2 * i + 1]) << 8;
+      frames.push_back(std::move(y));
+    }
+    return frames;
+  };
+  const auto src = luma(source), out = luma(output);
+  ASSERT_EQ(src.size(), 4u);
+  ASSERT_EQ(out.size(), 4u);
+  // Outside the mask (4 pixels from its edge) the source's 10-bit luma comes
+  // back as it was: through 8-bit RGB it would be up to 2 codes off.
+  int worst = 0;
+  double sum = 0;
+  size_t n = 0;
+  for (size_t f = 0; f < src.size(); ++f)
+    for (int y = 0; y < 180; ++y)
+      for (int x = 0; x < 320; ++x) {
+        if (x >= 96 && x < 224 && y >= 46 && y < 134) continue;
+        const int d = std::abs(out[f][y * 320 + x] - src[f][y * 320 + x]);
+        worst = std::max(worst, d);
+        sum += d;
+        ++n;
+      }
+  std::printf("10-bit background: luma %.3f codes off on average, %d at most\n", sum / n, worst);
+  EXPECT_LE(worst, 1);
+  EXPECT_LT(sum / n, 0.1);
+}
+
 TEST(RenderFormats, ImpossibleVideoFormatsAreRefusedBeforeAnythingIsWritten) {
   TempDir dir;
   const std::string source = make_source(dir, "");

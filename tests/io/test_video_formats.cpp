@@ -175,6 +175,57 @@ TEST(VideoFormats, TenBitHevcHoldsTenBitsNotEightShifted) {
   EXPECT_EQ(between8, 0u);
 }
 
+TEST(VideoFormats, SixteenBitFramesReadAndWrittenKeepATenBitSource) {
+  TempDir dir;
+  const std::string source = dir.file("ramp10.mkv");
+  // A 10-bit ramp, stored turned a quarter (the reader turns it upright).
+  test::ffmpeg("-f lavfi -i \"nullsrc=s=64x48:r=10,format=yuv420p10le,geq=lum='100+X*10+Y':cb=512:cr=520\" "
+               "-t 0.3 -c:v ffv1 -color_primaries bt709 -color_trc bt709 -colorspace bt709 -color_range tv "
+               "-metadata:s:v rotate=90 '" + source + "'",
+               dir);
+  ReaderOptions deep;
+  deep.rgb48 = true;
+  VideoReader reader48(source, deep);
+  VideoReader reader8(source);
+  const Frame f48 = reader48.read_frame(1), f8 = reader8.read_frame(1);
+  ASSERT_EQ(f48.image48.width, f8.image.width);
+  ASSERT_EQ(f48.image48.height, f8.image.height);
+  EXPECT_TRUE(f48.image.data.empty());
+  int worst = 0;
+  size_t finer = 0;  // samples an 8-bit value scaled by 257 cannot be
+  for (size_t i = 0; i < f8.image.data.size(); ++i) {
+    worst = std::max(worst, static_cast<int>(std::lround(std::abs(f48.image48.data[i] / 257.0 - f8.image.data[i]))));
+    finer += f48.image48.data[i] % 257 != 0;
+  }
+  EXPECT_LE(worst, 1) << "the 16-bit frame is the 8-bit one (which swscale dithers) to a level";
+  EXPECT_GT(finer, f8.image.data.size() / 2);
+
+  // Written back as 10-bit FFV1: the luma is the source's.
+  EncodeOptions options;
+  options.codec = VideoCodec::FFV1;
+  options.pixel_format = "yuv420p10le";
+  const std::string out = dir.file("back.mkv");
+  {
+    options.color = reader48.info().color;  // converted back with the matrix it was read with
+    VideoWriter writer(out, {f48.image48.width, f48.image48.height}, {10, 1}, options);
+    writer.write(f48.image48);
+    writer.finish();
+  }
+  const std::vector<uint16_t> back = luma10(out, dir, 48, 64);
+  test::ffmpeg("-i '" + source + "' -frames:v 2 -f rawvideo -pix_fmt yuv420p10le '" +
+                   dir.file("upright.raw") + "'",
+               dir);
+  const std::string upright = test::read_file(dir.file("upright.raw"));  // ffmpeg turned it upright too
+  const size_t frame_bytes = 48 * 64 * 3;
+  int off = 0;
+  for (size_t i = 0; i < back.size(); ++i) {
+    const size_t at = frame_bytes + 2 * i;  // frame 1
+    const int want = static_cast<uint8_t>(upright[at]) | static_cast<uint8_t>(upright[at + 1]) << 8;
+    off = std::max(off, std::abs(want - back[i]));
+  }
+  EXPECT_LE(off, 1) << "10-bit luma through 16-bit RGB";
+}
+
 TEST(VideoFormats, EachCodecInItsContainers) {
   TempDir dir;
   struct Case {
