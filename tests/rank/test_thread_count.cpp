@@ -1,6 +1,7 @@
 // A render's frames do not depend on the CPU threads per rank: --threads 1
-// and 2 in one process, and `mpirun -np 1` and `-np 2` with the default
-// threads (the cores shared out among the node's ranks), give the same bits.
+// and 2 in one process, and `mpirun -np 1`, `-np 2` and `-np 3` with the
+// default threads (the cores shared out among the node's ranks), give the
+// same bits.
 // 96x64 frames and 4 steps: at the smaller sizes of test_job the thread
 // count happened not to matter even before the model's CPU path was made
 // independent of it (docs/ARCHITECTURE.md §7).
@@ -40,7 +41,8 @@ TEST(ThreadCount, FramesAreTheSameForAnyThreadsAndRanks) {
   for (const auto& [name, launcher, threads] :
        std::vector<std::tuple<std::string, std::string, std::string>>{{"threads2", "", " --threads 2"},
                                                                       {"np1", mpirun + " -np 1", ""},
-                                                                      {"np2", mpirun + " -np 2", ""}}) {
+                                                                      {"np2", mpirun + " -np 2", ""},
+                                                                      {"np3", mpirun + " -np 3", ""}}) {
     const auto frames = render(name, launcher, threads);
     ASSERT_EQ(frames.size(), reference.size()) << name;
     for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(frames[i], reference[i]) << name << ": frame " << i;
