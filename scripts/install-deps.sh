@@ -9,7 +9,7 @@ PACKAGES=(
   libhdf5-dev
   libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
   libboost-program-options-dev libgtest-dev nlohmann-json3-dev
-  python3-pip   # scripts/check-torch2.sh downloads the PyPI torch wheel (torch2_compile)
+  python3-pip   # scripts/check-torch2.sh downloads the PyPI torch wheel (core_only_torch2)
   slurmctld slurmd slurm-client munge
 )
 
