@@ -13,7 +13,8 @@
 // Correctness (the project's toy model, tests/data/toy_ip2p, 64x64, so the
 // edits are real): an edit in fp32 on the device against the CPU, fp16 and
 // bf16 against fp32, gather and swap (and anchor) on the device against the
-// CPU, LoRA fine-tuning lowers the loss, a device tensor through the
+// CPU, the swap with the next step prefetched bit-identical to the swap
+// without, LoRA fine-tuning lowers the loss, a device tensor through the
 // single-process communicator. Speed (random weights in the published
 // configs, tests/reference/data/full_size): the UNet's 3-branch step with
 // own attention and with a 4-frame group swapped in (held whole; copied per
@@ -313,10 +314,39 @@ void check_gather_swap(const Options& o, const c10::Device& dev, Report& report)
     report.add({{"section", "correctness"}, {"name", "swap " + mode_name + ", latents, " + vs},
                 {"status", d.max <= max_bound && d.mean <= mean_bound ? "pass" : "fail"}, {"device", dev.str()},
                 {"max_abs", d.max}, {"mean_abs", d.mean}, {"bound_max", max_bound}, {"bound_mean", mean_bound}});
+    if (gpu && mode == adapt::AttentionMode::GatherSwap) {
+      // The group pinned, as a render on a GPU keeps it: each step's entries
+      // are copied on a side stream while the step before computes
+      // (AttentionGroup::get_on). The same data through the same kernels
+      // gives the same bits; a step read before its copy finished would
+      // not. Two frames in a row: the second starts on a step prefetched at
+      // the end of the first.
+      adapt::AttentionGroup pinned;
+      pinned.set_pinned(true);
+      pinned.add_named(gm.to_named());
+      pinned.set_key_frames(gm.key_frames());
+      const at::Tensor image = m.encode_image(frame7.to(dev));
+      const at::Tensor ref = adapt::swap_denoise(m, image, 7, gm, tm, st);
+      double most = 0.0;
+      for (int frame = 0; frame < 2; ++frame)
+        most = std::max(most, diff(adapt::swap_denoise(m, image, 7, pinned, tm, st), ref).max);
+      int64_t steps = 0;
+      for (const int64_t step : pinned.steps()) steps += step >= 0;
+      const int64_t expected = std::min<int64_t>(steps, 2) * pinned.step_bytes(0) +
+                               pinned.step_bytes(adapt::AttentionGroup::kCrossStep);
+      report.add({{"section", "correctness"}, {"name", "swap with the next step prefetched, latents, cuda vs cuda"},
+                  {"status", most == 0.0 && pinned.peak_device_bytes() == expected ? "pass" : "fail"},
+                  {"device", dev.str()}, {"max_abs", most}, {"bound_max", 0.0},
+                  {"device_bytes", pinned.peak_device_bytes()}, {"expected_device_bytes", expected},
+                  {"note", "bit-identical to the copy when needed; the device holds two steps and cross-attention"}});
+    }
   }
-  if (!gpu)
+  if (!gpu) {
     report.add({{"section", "correctness"}, {"name", "gather, swap, anchor, cuda vs cpu"}, {"status", "needs-gpu"},
                 {"device", "cuda"}});
+    report.add({{"section", "correctness"}, {"name", "swap with the next step prefetched, cuda"},
+                {"status", "needs-gpu"}, {"device", "cuda"}});
+  }
 }
 
 void check_lora(const Options& o, const c10::Device& dev, Report& report) {
