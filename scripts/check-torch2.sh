@@ -24,9 +24,12 @@
 # seconds, user+sys): per file against 2.x at -O0 / -O3, attention_group
 # 6.6 / 7.6, attention 12.5 / 13.2, vae 13.7 / 15.6, gpu_check 17.5 / 24.4;
 # with the precompiled header at -O0, vae 5.6, unet_blocks 5.2 (13.5, 13.0
-# without). The whole check (35 files, 3 programs, the header 26 s once):
-# 255 CPU-s, 239 s wall (the core at -O0 without the header: 385 CPU-s);
-# the 9-file compile-only check at -O3 it replaced: 93 CPU-s, 93 s wall.
+# without). The whole check (35 files, 3 programs, the header ~25 s once),
+# machine otherwise idle: 230 CPU-s, 141 s wall, where the 9-file
+# compile-only check at -O3 it replaced took 94 CPU-s, 94 s wall (its
+# per-folder makes ran mostly one file at a time): +47 s of CI's wall time.
+# With other builds running: 255 CPU-s, 239 s wall; the core at -O0 without
+# the header: 385 CPU-s.
 # comm/'s MPI and NCCL files are outside the core: the main build compiles
 # and links them (against 1.13, with /usr/local/cuda's NCCL).
 #
