@@ -74,8 +74,14 @@ Fingerprint fingerprint(const std::string& path, const Fingerprint* known) {
   // The regular files, by path relative to `path` ("" for a file itself).
   std::vector<std::pair<std::string, std::string>> files;
   if (fs::is_directory(path, ec)) {
-    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it); it.increment(ec))
+    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it); it.increment(ec)) {
+      // Hidden entries (a hub's .cache/, an editor's files) are not the model.
+      if (it->path().filename().string().rfind('.', 0) == 0) {
+        if (it->is_directory(ec)) it.disable_recursion_pending();
+        continue;
+      }
       if (it->is_regular_file(ec)) files.emplace_back(fs::relative(it->path(), path).string(), it->path().string());
+    }
     if (ec) throw std::runtime_error("cannot list " + path + ": " + ec.message());
     std::sort(files.begin(), files.end());
   } else {

@@ -22,7 +22,8 @@ namespace via::rank {
 /// another version is redone, not mixed with frames made now.
 constexpr int64_t kEditPathVersion = 2;
 
-/// A file's, or a folder's (every regular file under it, by relative path), identity.
+/// A file's, or a folder's (every regular file under it, by relative path,
+/// hidden entries left out), identity.
 struct Fingerprint {
   std::string path;
   int64_t files = 0;     // 1 for a file

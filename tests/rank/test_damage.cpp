@@ -202,8 +202,11 @@ TEST_F(Damage, AChangedInputOrModelIsRefusedNamingWhich) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(via::test::read_file(dir_.file("a.mp4")).size(), reference_bytes_.size()) << "the same edit";
 
-  // The same bytes, touched: accepted (the content is hashed again, and agrees).
+  // The same bytes, touched: accepted (the content is hashed again, and
+  // agrees); a hidden folder in the model (a hub's cache) is not the model.
   fs::last_write_time(input, fs::file_time_type::clock::now());
+  fs::create_directories(model + "/.cache");
+  write_bytes(model + "/.cache/download.lock", "x");
   r = via::test::run(command(dir_.file("b.mp4"), work, 5, input, model) + " --resume", dir_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
