@@ -10,24 +10,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "rank/memory_plan.h"
 #include "rank/output_frames.h"
 
 namespace fs = std::filesystem;
 
 namespace via::rank {
 namespace {
-
-std::string size_text(double bytes) {
-  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
-}
 
 // Bits per pixel of the raw picture (4:2:0 8-bit: 12).
 double raw_bits(const std::string& pixel_format) {

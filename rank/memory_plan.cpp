@@ -20,17 +20,6 @@ constexpr int64_t kMaxAutoBatch = 16;
 // rows, about what diffusers' peak memory beyond the weights is for it).
 constexpr int64_t kActivationFactor = 128;
 
-std::string size_text(double bytes) {
-  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
-}
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
@@ -50,6 +39,18 @@ bool acts_on(adapt::LayerSet set, bool cross) {
 }
 
 }  // namespace
+
+std::string size_text(double bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
 
 std::vector<GroupLayer> group_layers(const model::UNet2DConditionModelImpl& unet, int64_t latent_h, int64_t latent_w,
                                      int64_t text_tokens) {

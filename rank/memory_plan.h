@@ -16,6 +16,9 @@ class UNet2DConditionModelImpl;
 
 namespace via::rank {
 
+/// "1.5 GiB", "37 bytes": a size for people (the memory and disk plans).
+std::string size_text(double bytes);
+
 /// One attention layer the group stores: its tokens per key frame and channels.
 struct GroupLayer {
   std::string name;
