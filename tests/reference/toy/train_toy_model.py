@@ -16,7 +16,10 @@ Stages:
    the 4 palette recolours, the black circle when it has a circle);
 2. VAE (AutoencoderKL, factor 4): reconstruction of random 32x32 crops of
    sources and targets, decoding the posterior MEAN (a sample's noise hides
-   colour at this size); the log-variance is pulled to -8 so that a posterior
+   colour at this size), with an extra weight (--vae-chroma) on the colour
+   error apart from brightness, so that a grey target decodes grey (without
+   it the VAE alone left 7 % of the source's saturation in an exactly grey
+   target, with it 3 %); the log-variance is pulled to -8 so that a posterior
    sample (what fine-tuning uses) is the mean up to noise of ~0.02;
 3. latents of every image (the posterior mean); scaling factor = 1 / std;
 4. UNet (8 input channels) + CLIP text encoder, jointly, with the
@@ -129,13 +132,15 @@ def to_tensor(u8):
 # VAE
 # ----------------------------------------------------------------------------
 
-def train_vae(data, steps, seed, batch=32, crop=32, lr=1e-3):
+def train_vae(data, steps, seed, batch=32, crop=32, lr=1e-3, gray_share=0.15, chroma=0.0):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
     vae = AutoencoderKL(**VAE_CONFIG)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     pools = [data["src"], data["gray"], data["paint"].reshape(-1, 64, 64, 3), data["circle"]]
     weights = np.array([0.4, 0.15, 0.3, 0.15])
+    weights[1] = gray_share
+    weights[[0, 2]] *= (1 - gray_share - weights[3]) / weights[[0, 2]].sum()
     t0, hist = time.time(), []
     for step in range(steps):
         for g in opt.param_groups:
@@ -151,6 +156,10 @@ def train_vae(data, steps, seed, batch=32, crop=32, lr=1e-3):
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.mean).sample
         loss_rec = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
+        if chroma:
+            # colour error apart from brightness: an exactly grey target must
+            # decode grey, or no UNet can meet the grayscale edit's target
+            loss_rec = loss_rec + chroma * F.mse_loss(rec - rec.mean(1, keepdim=True), x - x.mean(1, keepdim=True))
         loss = loss_rec + 1e-3 * ((post.logvar + 8.0) ** 2).mean() + 1e-5 * (post.mean ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -252,7 +261,7 @@ def train_unet(data, lat, sf, vae, tok_dir, args, logf):
             args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / (steps - warm))))
         for g in opt.param_groups:
             g["lr"] = lr
-        kinds = rng.choice(3, size=batch, p=[0.3, 0.4, 0.3])
+        kinds = rng.choice(3, size=batch, p=args.mix)
         src, tgt, prompt = [], [], []
         for k in kinds:
             i = int(rng.choice(circle_idx)) if k == 2 else int(rng.integers(n))
@@ -312,6 +321,10 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--save-every", type=int, default=1000)
+    ap.add_argument("--vae-gray-share", type=float, default=0.15, help="share of grayscale targets in the VAE's crops")
+    ap.add_argument("--vae-chroma", type=float, default=0.0, help="weight of the VAE's colour-only (chroma) error")
+    ap.add_argument("--mix", type=float, nargs=3, default=[0.3, 0.4, 0.3], metavar=("GRAY", "PAINT", "CIRCLE"),
+                    help="shares of the three instructions in the UNet's batches")
     ap.add_argument("--reuse-vae", action="store_true", help="load DIR/vae.pt and DIR/latents.pt when present")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -336,7 +349,8 @@ def main():
         vae.eval()
         log(f"reusing the VAE of {vae_path}")
     else:
-        vae, secs, rec = train_vae(data, args.vae_steps, args.seed + 10)
+        vae, secs, rec = train_vae(data, args.vae_steps, args.seed + 10, gray_share=args.vae_gray_share,
+                                   chroma=args.vae_chroma)
         summary.update(vae_seconds=round(secs, 1), vae_final_rec_loss=rec)
         torch.save(vae.state_dict(), vae_path)
 
