@@ -86,20 +86,24 @@ std::string joined(const std::vector<int>& v) {
   return s;
 }
 
-// The model's grayscale leaves a faint tint (its model card: saturation 0.14
-// of the source's on held-out stills, PSNR 35.4 dB to the exact target); an
-// edit that did not happen keeps the source's saturation (ratio 1) and is
-// 14-20 dB from the target.
-constexpr double kGraySaturation = 0.4;  // at most this share of the source's saturation
-constexpr double kGrayPsnr = 25.0;       // dB to the exact target (the source's luma)
+// The model's grayscale leaves a faint tint: on held-out stills 6.4 % of the
+// source's saturation at guidance 2 / 2 and 10.4 % at the videos' 3 / 1.5
+// (its model card); on this clip at 3 / 1.5, 0.065-0.070 through edit-image
+// and 0.06-0.11 a frame through render (mean 0.078). An edit that did not happen keeps
+// the source's saturation (ratio 1) and is 14-20 dB from the target; the
+// previous model (0.14 on stills) needed a bar of 0.4.
+constexpr double kGraySaturation = 0.15;     // at most this share of the source's saturation, per frame
+constexpr double kGrayMeanSaturation = 0.10;  // the model's target, on average over a render's frames
+constexpr double kGrayPsnr = 25.0;            // dB to the exact target (the source's luma)
 
-void expect_grayscale(const RgbImage& edit, const RgbImage& src, const std::string& what) {
+double expect_grayscale(const RgbImage& edit, const RgbImage& src, const std::string& what) {
   const auto all = toy::everywhere(src);
   const double ratio = toy::saturation(edit, all) / toy::saturation(src, all);
   const double db = toy::psnr(edit, toy::luma(src), all);
   std::printf("%s: saturation %.3f of the source's, %.1f dB to the target\n", what.c_str(), ratio, db);
   EXPECT_LT(ratio, kGraySaturation) << what;
   EXPECT_GT(db, kGrayPsnr) << what;
+  return ratio;
 }
 
 TEST_F(ToyQuality, GrayscaleThroughEditImageMeetsTheTarget) {
@@ -118,7 +122,12 @@ TEST_F(ToyQuality, GrayscaleThroughEditImageMeetsTheTarget) {
 TEST_F(ToyQuality, GrayscaleThroughRenderMeetsTheTarget) {
   const auto frames = render("gray", "make it grayscale", "");
   ASSERT_EQ(frames.size(), source_.size());
-  for (size_t i = 0; i < frames.size(); ++i) expect_grayscale(frames[i], source_[i], "render frame " + std::to_string(i));
+  double sum = 0;
+  for (size_t i = 0; i < frames.size(); ++i)
+    sum += expect_grayscale(frames[i], source_[i], "render frame " + std::to_string(i));
+  const double mean = sum / static_cast<double>(frames.size());
+  std::printf("render: mean saturation %.3f of the source's\n", mean);
+  EXPECT_LT(mean, kGrayMeanSaturation);
 }
 
 // "paint the shapes" has four right answers; frame by frame, each frame's own
