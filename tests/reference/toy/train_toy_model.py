@@ -139,6 +139,8 @@ def train_vae(data, steps, seed, batch=32, crop=32, lr=1e-3, gray_share=0.15, ch
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     pools = [data["src"], data["gray"], data["paint"].reshape(-1, 64, 64, 3), data["circle"]]
     weights = np.array([0.4, 0.15, 0.3, 0.15])
+    # sources / grayscale / recolours / black circles; a larger grayscale
+    # share is taken from the sources and recolours in proportion
     weights[1] = gray_share
     weights[[0, 2]] *= (1 - gray_share - weights[3]) / weights[[0, 2]].sum()
     t0, hist = time.time(), []
